@@ -1,0 +1,3 @@
+"""memsched: agent-memory maintenance run as systemd timers and one-shot services."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,3 @@
+from memsched.cli import main
+
+main()

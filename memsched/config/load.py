@@ -1,0 +1,360 @@
+"""Find, read and validate the config file against :mod:`memsched.config.schema`.
+
+Discovery order: ``--config PATH``, then ``$MEMSCHED_CONFIG``, then
+``$XDG_CONFIG_HOME/memsched/memsched.toml`` (user scope) or
+``/etc/memsched/memsched.toml`` (system scope); with no file, the built-in
+defaults. Every problem is reported with its key path (``jobs.NAME.cron``),
+all at once, as a :class:`ConfigError`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from zoneinfo import available_timezones
+
+from memsched.config import schema
+from memsched.config.durations import parse_duration_ms
+from memsched.cron.calendar import to_on_calendar
+from memsched.cron.parse import CronSpec, parse_cron
+from memsched.errors import ConfigError, CronError, UsageError
+
+SCOPES = ("user", "system")
+SYSTEM_CONFIG = Path("/etc/memsched/memsched.toml")
+
+_SIZE = re.compile(r"^(\d+(\.\d+)?[KMGT]?|\d+(\.\d+)?%|infinity)$")
+_PERCENT = re.compile(r"^\d+(\.\d+)?%$")
+_JOB_NAME = re.compile(schema.JOB_NAME_PATTERN)
+_REFUSED_ZONES = {"localtime", "Factory", "posixrules"}
+
+
+@dataclass(frozen=True)
+class JobConfig:
+    """One job, validated; durations in milliseconds."""
+
+    name: str
+    kind: str
+    cron: str
+    timezone: str
+    jitter: int
+    fixed_random_delay: bool
+    accuracy: int
+    overlap: str
+    timeout: int
+    catch_up: bool
+    enabled: bool
+    description: str
+    level: str | None = None
+    min_age: int | None = None
+    command: tuple[str, ...] | None = None
+    nice: int | None = None
+    io_class: str | None = None
+    memory_max: str | None = None
+    cpu_quota: str | None = None
+    spec: CronSpec | None = field(default=None, compare=False, repr=False)
+    on_calendar: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, object]:
+        """Return the job's keys as config values (unset keys left out)."""
+        out: dict[str, object] = {}
+        for option in schema.JOB_OPTIONS:
+            if option.kinds and self.kind not in option.kinds:
+                continue
+            value = getattr(self, option.key)
+            if value is None:
+                continue
+            out[option.key] = list(value) if isinstance(value, tuple) else value
+        return out
+
+
+@dataclass(frozen=True)
+class Config:
+    """The effective configuration: where it came from, and every job."""
+
+    source: Path | None
+    jobs: dict[str, JobConfig]
+    settings: dict[str, dict[str, object]] = field(default_factory=dict)
+
+    @property
+    def enabled_jobs(self) -> dict[str, JobConfig]:
+        return {name: job for name, job in self.jobs.items() if job.enabled}
+
+
+def resolve_scope(flag: str | None, env: dict[str, str] | None = None) -> str:
+    """Return "user" or "system": the flag, else ``$MEMSCHED_SCOPE``, else system for root and user otherwise.
+
+    Raises :class:`UsageError` for an invalid ``$MEMSCHED_SCOPE``.
+    """
+    env = os.environ if env is None else env
+    if flag:
+        return flag
+    value = env.get("MEMSCHED_SCOPE", "").strip()
+    if value:
+        if value not in SCOPES:
+            raise UsageError(f"MEMSCHED_SCOPE={value!r}: expected 'user' or 'system'")
+        return value
+    return "system" if os.geteuid() == 0 else "user"
+
+
+def user_config_home(env: dict[str, str] | None = None) -> Path:
+    """Return ``$XDG_CONFIG_HOME`` or ``~/.config``."""
+    env = os.environ if env is None else env
+    value = env.get("XDG_CONFIG_HOME")
+    return Path(value) if value else Path(env.get("HOME", str(Path.home()))) / ".config"
+
+
+def find_config(explicit: str | None, scope: str, env: dict[str, str] | None = None) -> Path | None:
+    """Return the config file to use, or None for built-in defaults.
+
+    Raises :class:`UsageError` when an explicitly named file does not exist.
+    """
+    env = os.environ if env is None else env
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise UsageError(f"--config {explicit}: no such file")
+        return path.resolve()
+    if env.get("MEMSCHED_CONFIG"):
+        path = Path(env["MEMSCHED_CONFIG"])
+        if not path.is_file():
+            raise UsageError(f"MEMSCHED_CONFIG={path}: no such file")
+        return path.resolve()
+    candidate = user_config_home(env) / "memsched" / "memsched.toml" if scope == "user" else SYSTEM_CONFIG
+    return candidate if candidate.is_file() else None
+
+
+def load_config(path: Path | None) -> Config:
+    """Read and validate the config at ``path`` (None: defaults only).
+
+    Returns the effective :class:`Config`.
+    Raises :class:`ConfigError` listing every problem with its key path.
+    """
+    raw: dict[str, object] = {}
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError([("", f"not valid TOML: {exc}")], source=str(path)) from None
+        except UnicodeDecodeError:
+            raise ConfigError([("", "not valid UTF-8 text")], source=str(path)) from None
+        except OSError as exc:
+            raise ConfigError([("", f"cannot read: {exc.strerror}")], source=str(path)) from None
+    return parse_config(raw, path)
+
+
+def parse_config(raw: dict[str, object], source: Path | None = None) -> Config:
+    """Validate an already-decoded config table.
+
+    Returns the effective :class:`Config`; raises :class:`ConfigError`.
+    """
+    problems: list[tuple[str, str]] = []
+    settings: dict[str, dict[str, object]] = {}
+    jobs_raw: dict[str, object] = {}
+    for key, value in raw.items():
+        if key == "jobs":
+            if not isinstance(value, dict):
+                problems.append(("jobs", f"expected a table of jobs, got {_type_name(value)}"))
+            else:
+                jobs_raw = value
+            continue
+        sect = schema.section(key)
+        if sect is None:
+            known = ", ".join(["jobs", *(s.name for s in schema.SECTIONS)])
+            problems.append((_path(key), f"unknown key; known top-level tables: {known}"))
+            continue
+        if not isinstance(value, dict):
+            problems.append((key, f"expected a table, got {_type_name(value)}"))
+            continue
+        settings[key] = _validate_section(sect, value, problems)
+    for sect in schema.SECTIONS:
+        settings.setdefault(sect.name, {o.key: o.default for o in sect.options})
+
+    jobs: dict[str, JobConfig] = {}
+    names = list(schema.DEFAULT_JOBS) + [n for n in jobs_raw if n not in schema.DEFAULT_JOBS]
+    for name in names:
+        table = jobs_raw.get(name, {})
+        if not isinstance(table, dict):
+            problems.append((_path("jobs", name), f"expected a table, got {_type_name(table)}"))
+            continue
+        job = _validate_job(name, table, problems)
+        if job is not None:
+            jobs[name] = job
+    if problems:
+        raise ConfigError(problems, source=str(source) if source else None)
+    return Config(source=source, jobs=jobs, settings=settings)
+
+
+def _validate_section(sect: schema.Section, table: dict, problems: list) -> dict[str, object]:
+    known = {o.key: o for o in sect.options}
+    values = {o.key: o.default for o in sect.options}
+    for key, value in table.items():
+        option = known.get(key)
+        if option is None:
+            problems.append((_path(sect.name, key), f"unknown key; known: {', '.join(known)}"))
+            continue
+        try:
+            values[key] = convert(option, value)
+        except ValueError as exc:
+            problems.append((_path(sect.name, key), str(exc)))
+    return values
+
+
+def _validate_job(name: str, table: dict, problems: list) -> JobConfig | None:
+    base = _path("jobs", name)
+    if not _JOB_NAME.match(name):
+        problems.append((base, f"the job name can't be a unit name: use {schema.JOB_NAME_RULE}"))
+        return None
+    merged: dict[str, object] = dict(schema.DEFAULT_JOBS.get(name, {}))
+    start = len(problems)
+    invalid: set[str] = set()
+    for key, value in table.items():
+        option = schema.job_option(key)
+        if option is None:
+            known = ", ".join(o.key for o in schema.JOB_OPTIONS)
+            problems.append((_path("jobs", name, key), f"unknown key; known: {known}"))
+            continue
+        try:
+            merged[key] = convert(option, value)
+        except ValueError as exc:
+            problems.append((_path("jobs", name, key), str(exc)))
+            invalid.add(key)
+    kind = merged.get("kind")
+    if kind is None:
+        if "kind" not in invalid:
+            problems.append((_path("jobs", name, "kind"), f"missing; expected one of {', '.join(schema.JOB_KINDS)}"))
+        return None
+    for key in table:
+        option = schema.job_option(key)
+        if option is not None and option.kinds and kind not in option.kinds:
+            problems.append((_path("jobs", name, key), f"only applies to kind = {' or '.join(map(repr, option.kinds))}"))
+    for option in schema.JOB_OPTIONS:
+        if option.kinds and kind not in option.kinds:
+            continue
+        if option.required and option.key not in merged and option.key not in invalid:
+            problems.append((_path("jobs", name, option.key), "missing (required)"))
+    if merged.get("timeout") == 0:
+        problems.append((_path("jobs", name, "timeout"), "must be longer than 0"))
+    spec = None
+    on_calendar: tuple[str, ...] = ()
+    if "cron" in merged:
+        try:
+            spec = parse_cron(str(merged["cron"]))
+            if "timezone" not in invalid:
+                on_calendar = tuple(to_on_calendar(spec, str(merged.get("timezone", "UTC"))))
+        except CronError as exc:
+            problems.append((_path("jobs", name, "cron"), str(exc)))
+    if len(problems) > start:
+        return None
+
+    values: dict[str, object] = {o.key: o.default for o in schema.JOB_OPTIONS if not o.kinds or kind in o.kinds}
+    values.update(schema.KIND_DEFAULTS.get(kind, {}))
+    if kind == "rollup":
+        values["min_age"] = schema.LEVEL_MIN_AGE_MS[str(merged["level"])]
+    values.update(merged)
+    if not values.get("description"):
+        values["description"] = _describe(name, values)
+    return JobConfig(name=name, spec=spec, on_calendar=on_calendar, **values)  # type: ignore[arg-type]
+
+
+def _describe(name: str, values: dict[str, object]) -> str:
+    kind = values["kind"]
+    if kind == "rollup":
+        return f"memsched: roll up closed {values['level']} periods of the memory TOC ({name})"
+    if kind == "compaction":
+        return f"memsched: compact the memory store ({name})"
+    return f"memsched: run command job {name}"
+
+
+def convert(option: schema.Option, value: object) -> object:
+    """Check ``value`` against ``option`` and return it in its parsed form.
+
+    Raises ValueError with a message that says what was expected.
+    """
+    kind = option.type
+    if kind in ("string", "cron"):
+        if not isinstance(value, str):
+            raise ValueError(f"expected a string, got {_type_name(value)}")
+        _refuse_control(value)
+        return value
+    if kind == "boolean":
+        if not isinstance(value, bool):
+            raise ValueError(f"expected true or false, got {_type_name(value)}")
+        return value
+    if kind == "integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"expected an integer, got {_type_name(value)}")
+        if option.minimum is not None and value < option.minimum or option.maximum is not None and value > option.maximum:
+            raise ValueError(f"expected an integer from {option.minimum} to {option.maximum}, got {value}")
+        return value
+    if kind == "duration":
+        return parse_duration_ms(value)
+    if kind == "enum":
+        if not isinstance(value, str) or value not in option.choices:
+            got = repr(value) if isinstance(value, str) else _type_name(value)
+            raise ValueError(f"expected one of {', '.join(option.choices)}, got {got}")
+        return value
+    if kind == "timezone":
+        if not isinstance(value, str):
+            raise ValueError(f"expected an IANA time zone name, got {_type_name(value)}")
+        if not is_valid_timezone(value):
+            raise ValueError(f'{value!r} is not an IANA time zone name (expected e.g. "UTC" or "Europe/Berlin")')
+        return value
+    if kind == "argv":
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+            raise ValueError('expected a non-empty list of strings, e.g. ["/usr/bin/true"]')
+        for item in value:
+            _refuse_control(item)
+        if not value[0]:
+            raise ValueError("the program (first element) is empty")
+        return tuple(value)
+    if kind == "size":
+        if not isinstance(value, str) or not _SIZE.match(value):
+            raise ValueError('expected bytes with an optional K, M, G or T suffix, a percentage, or "infinity" (e.g. "512M")')
+        return value
+    if kind == "percent":
+        if not isinstance(value, str) or not _PERCENT.match(value):
+            raise ValueError('expected a percentage of one CPU, e.g. "50%" or "200%"')
+        return value
+    raise AssertionError(f"unknown option type {kind}")
+
+
+def _refuse_control(text: str) -> None:
+    bad = next((c for c in text if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise ValueError(f"must not contain control characters (found {bad!r})")
+
+
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def is_valid_timezone(name: str) -> bool:
+    """True for IANA zone names systemd and Python both know (no paths, no POSIX TZ strings)."""
+    if name in _REFUSED_ZONES or name.startswith(("posix/", "right/")):
+        return False
+    return name in _zones()
+
+
+def _type_name(value: object) -> str:
+    return {
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _path(*parts: str) -> str:
+    """Join key parts as TOML would write them (quoting keys that need it)."""
+    return ".".join(p if _BARE_KEY.match(p) else json.dumps(p, ensure_ascii=False) for p in parts)

@@ -1,0 +1,251 @@
+"""The one config schema: every key's type, default and description.
+
+Validation (``memsched.config.load``), ``memsched config defaults`` and the
+generated reference ``docs/config.md`` all read this module, so the three
+cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+JOB_KINDS = ("rollup", "compaction", "command")
+ROLLUP_LEVELS = ("day", "week", "month", "year")
+OVERLAP_POLICIES = ("skip", "queue", "concurrent")
+IO_CLASSES = ("idle", "best-effort", "realtime")
+
+# Job names become unit names verbatim (memsched-<job>.timer), so they are
+# limited to characters that need no escaping in unit names or shells.
+JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+JOB_NAME_RULE = (
+    "letters, digits, '_' and '-', starting with a letter or digit, at most 64 characters "
+    "(it becomes the unit name memsched-<job>.timer)"
+)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One config key.
+
+    ``type`` is one of: string, integer, boolean, duration, enum, argv, cron,
+    timezone, size, percent. ``default`` is the parsed default (None = unset);
+    ``default_doc`` describes a computed default for the docs. ``kinds`` limits a
+    job key to some job kinds.
+    """
+
+    key: str
+    type: str
+    description: str
+    default: object = None
+    default_doc: str | None = None
+    choices: tuple[str, ...] = ()
+    kinds: tuple[str, ...] | None = None
+    required: bool = False
+    minimum: int | None = None
+    maximum: int | None = None
+    example: object = None
+
+
+@dataclass(frozen=True)
+class Section:
+    """A top-level table of the config file."""
+
+    name: str
+    description: str
+    options: tuple[Option, ...] = field(default_factory=tuple)
+
+
+JOB_OPTIONS: tuple[Option, ...] = (
+    Option(
+        "kind",
+        "enum",
+        "What the job does: `rollup` summarises closed periods of one TOC level, `compaction` "
+        "compacts the memory store, `command` runs an argv (other maintenance, tests).",
+        choices=JOB_KINDS,
+        required=True,
+        default_doc="required for jobs that are not built in",
+    ),
+    Option(
+        "cron",
+        "cron",
+        "When the job runs: a cron expression (5 fields, 6 with seconds first, 7 with a year last, "
+        "or @daily-style macros). Translated to exact OnCalendar= lines; see docs/concepts.md.",
+        required=True,
+        default_doc="required for jobs that are not built in",
+        example="0 0 1 * * *",
+    ),
+    Option(
+        "timezone",
+        "timezone",
+        "IANA time zone the cron expression is read in (OnCalendar=... <zone>).",
+        default="UTC",
+    ),
+    Option(
+        "jitter",
+        "duration",
+        "Random delay added to each run, so jobs of many machines do not start at once "
+        "(RandomizedDelaySec=). It is not counted in the run's duration.",
+        default=0,
+    ),
+    Option(
+        "fixed_random_delay",
+        "boolean",
+        "Keep the random delay the same for every run of this job on this machine (FixedRandomDelay=).",
+        default=False,
+    ),
+    Option(
+        "accuracy",
+        "duration",
+        "How late systemd may coalesce the timer to save wake-ups (AccuracySec=). "
+        "systemd's own default is 1min; memsched is precise by default.",
+        default=1000,
+    ),
+    Option(
+        "overlap",
+        "enum",
+        "What happens when a run is due while the previous one still runs: `skip` the slot "
+        "(recorded as skipped), `queue` one run right after (systemd's own behaviour), or run "
+        "`concurrent`ly as a separate unit instance.",
+        choices=OVERLAP_POLICIES,
+        default="skip",
+    ),
+    Option(
+        "timeout",
+        "duration",
+        "Longest a run may take before systemd stops it (TimeoutStartSec=).",
+        default=1_800_000,
+    ),
+    Option(
+        "catch_up",
+        "boolean",
+        "Run once at boot or resume when a scheduled time was missed while the machine was "
+        "off or asleep (Persistent=).",
+        default=True,
+    ),
+    Option(
+        "enabled",
+        "boolean",
+        "Whether the job is installed at all. A disabled job has no units; to stop a job for a "
+        "while, use `memsched pause` instead.",
+        default=True,
+    ),
+    Option(
+        "description",
+        "string",
+        "Human description shown by systemctl (Description=).",
+        default="",
+        default_doc="generated from the job's kind",
+    ),
+    Option(
+        "level",
+        "enum",
+        "The TOC level a rollup job summarises.",
+        choices=ROLLUP_LEVELS,
+        kinds=("rollup",),
+        required=True,
+        default_doc="required for rollup jobs",
+    ),
+    Option(
+        "min_age",
+        "duration",
+        "A period is rolled up once it has been closed this long (end <= now - min_age).",
+        kinds=("rollup",),
+        default_doc="1h for every level (so a period is rolled at the first run after it closes)",
+    ),
+    Option(
+        "command",
+        "argv",
+        "The program and arguments a command job runs, as a list of strings. No shell is involved.",
+        kinds=("command",),
+        required=True,
+        default_doc="required for command jobs",
+        example=["/usr/bin/true"],
+    ),
+    Option(
+        "nice",
+        "integer",
+        "CPU scheduling niceness of runs (Nice=), -20 to 19.",
+        minimum=-20,
+        maximum=19,
+        default_doc="10 for compaction, unset otherwise",
+    ),
+    Option(
+        "io_class",
+        "enum",
+        "I/O scheduling class of runs (IOSchedulingClass=).",
+        choices=IO_CLASSES,
+        default_doc="idle for compaction, unset otherwise",
+    ),
+    Option(
+        "memory_max",
+        "size",
+        "Hard memory limit of a run (MemoryMax=): bytes with an optional K, M, G or T suffix, "
+        "a percentage of RAM, or infinity.",
+        default_doc="unset",
+        example="512M",
+    ),
+    Option(
+        "cpu_quota",
+        "percent",
+        "CPU time limit of a run (CPUQuota=), as a percentage of one CPU (200% = two CPUs).",
+        default_doc="unset",
+        example="50%",
+    ),
+)
+
+LEVEL_MIN_AGE_MS = {"day": 3_600_000, "week": 3_600_000, "month": 3_600_000, "year": 3_600_000}
+KIND_DEFAULTS: dict[str, dict[str, object]] = {
+    "compaction": {"nice": 10, "io_class": "idle"},
+}
+
+# The original scheduler's jobs (all UTC, cron with seconds first), plus the
+# year rollup it defined but never scheduled.
+DEFAULT_JOBS: dict[str, dict[str, object]] = {
+    "toc_rollup_day": {
+        "kind": "rollup",
+        "level": "day",
+        "cron": "0 0 1 * * *",
+        "jitter": 300_000,
+        "timeout": 1_800_000,
+    },
+    "toc_rollup_week": {
+        "kind": "rollup",
+        "level": "week",
+        "cron": "0 0 2 * * 0",
+        "jitter": 300_000,
+        "timeout": 1_800_000,
+    },
+    "toc_rollup_month": {
+        "kind": "rollup",
+        "level": "month",
+        "cron": "0 0 3 1 * *",
+        "jitter": 300_000,
+        "timeout": 1_800_000,
+    },
+    "toc_rollup_year": {
+        "kind": "rollup",
+        "level": "year",
+        "cron": "0 0 5 1 1 *",
+        "jitter": 300_000,
+        "timeout": 1_800_000,
+    },
+    "compaction": {
+        "kind": "compaction",
+        "cron": "0 0 4 * * 0",
+        "jitter": 600_000,
+        "timeout": 3_600_000,
+    },
+}
+
+SECTIONS: tuple[Section, ...] = ()
+"""Top-level tables besides [jobs]; each feature that needs settings adds its section here."""
+
+
+def job_option(key: str) -> Option | None:
+    """Return the job option named ``key``, or None."""
+    return next((o for o in JOB_OPTIONS if o.key == key), None)
+
+
+def section(name: str) -> Section | None:
+    """Return the top-level section named ``name``, or None."""
+    return next((s for s in SECTIONS if s.name == name), None)

@@ -1,0 +1,128 @@
+"""Find a job's local fire times that fall into daylight-saving gaps or folds.
+
+A transition's affected wall times are found with zoneinfo; whether the job
+fires at one of them is asked of systemd itself, by evaluating the job's
+calendar with a UTC suffix (UTC has no transitions, so it walks wall-clock
+time naively, which is exactly "the wall times the expression names").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from zoneinfo import ZoneInfo
+
+from memsched.cron.calendar import to_on_calendar
+from memsched.cron.parse import CronSpec
+from memsched.errors import UsageError
+from memsched.systemd.analyze import calendar_next
+
+
+@dataclass(frozen=True)
+class Transition:
+    """A UTC-offset change of a zone: at ``at`` (UTC) the offset goes from ``before`` to ``after``."""
+
+    at: datetime
+    before: timedelta
+    after: timedelta
+
+    @property
+    def kind(self) -> str:
+        return "gap" if self.after > self.before else "fold"
+
+    def wall_window(self) -> tuple[datetime, datetime]:
+        """Return the naive wall-clock interval [start, end) that is skipped (gap) or repeated (fold)."""
+        naive = self.at.replace(tzinfo=None)
+        a, b = naive + self.before, naive + self.after
+        return (a, b) if a < b else (b, a)
+
+
+@dataclass(frozen=True)
+class DstWarning:
+    """A wall time the job names that a transition skips or repeats, and what systemd does.
+
+    ``fatal`` marks a transition systemd itself cannot get past: its calendar code
+    fails to compute the next elapse, so the timer would silently stop firing.
+    """
+
+    transition: Transition
+    wall_time: datetime | None  # naive local time
+    message: str
+    fatal: bool = False
+
+
+def transitions(zone_name: str, start: datetime, end: datetime) -> list[Transition]:
+    """Return the zone's offset changes between two aware datetimes, to the second."""
+    zone = ZoneInfo(zone_name)
+    found = []
+    step = timedelta(hours=6)
+    t = start.astimezone(timezone.utc)
+    end = end.astimezone(timezone.utc)
+    previous = t.astimezone(zone).utcoffset()
+    while t < end:
+        nxt = min(t + step, end)
+        offset = nxt.astimezone(zone).utcoffset()
+        if offset != previous:
+            lo, hi = t, nxt
+            while hi - lo > timedelta(seconds=1):
+                mid = lo + (hi - lo) / 2
+                if mid.astimezone(zone).utcoffset() == previous:
+                    lo = mid
+                else:
+                    hi = mid
+            at = hi.replace(microsecond=0)
+            if at.astimezone(zone).utcoffset() != previous:
+                found.append(Transition(at, previous, offset))
+            previous = offset
+        t = nxt
+    return found
+
+
+def dst_warnings(spec: CronSpec, zone_name: str, start: datetime, months: int = 12) -> list[DstWarning]:
+    """Return the job's fire times inside DST gaps or folds in the next ``months`` months."""
+    end = start + timedelta(days=31 * months)
+    naive_lines = to_on_calendar(spec, "UTC")
+    zone_lines = to_on_calendar(spec, zone_name)
+    warnings = []
+    for tr in transitions(zone_name, start, end):
+        window_start, window_end = tr.wall_window()
+        try:
+            calendar_next(zone_lines, tr.at - timedelta(seconds=1), 1)
+        except UsageError as exc:
+            warnings.append(
+                DstWarning(
+                    tr,
+                    None,
+                    f"systemd cannot compute this job's next run across the daylight-saving change on "
+                    f"{tr.at.astimezone(ZoneInfo(zone_name)):%Y-%m-%d} in {zone_name} ({exc}); the timer "
+                    f"would stop firing there. Move the time out of {window_start:%H:%M}-{window_end:%H:%M} "
+                    "local time or use another time zone",
+                    fatal=True,
+                )
+            )
+            continue
+        # The first wall time the expression names at or after the window start.
+        base = window_start.replace(tzinfo=timezone.utc) - timedelta(seconds=1)
+        hits = calendar_next(naive_lines, base, 1)
+        if not hits or hits[0].replace(tzinfo=None) >= window_end:
+            continue
+        wall = hits[0].replace(tzinfo=None)
+        span = f"{window_start:%H:%M}-{window_end:%H:%M}"
+        if tr.kind == "gap":
+            message = (
+                f"fires at {wall:%Y-%m-%d %H:%M:%S} {zone_name}, inside the daylight-saving gap "
+                f"({span} does not exist that day): systemd skips that run"
+                + (
+                    " (so does cron for jobs that run every hour)"
+                    if len(spec.hours) == 24
+                    else f" (vixie cron would run it at {window_end:%H:%M} instead)"
+                )
+            )
+        else:
+            message = (
+                f"fires at {wall:%Y-%m-%d %H:%M:%S} {zone_name}, inside the daylight-saving fold "
+                f"({span} happens twice that night): systemd runs it once "
+                "(vixie cron may run it twice)"
+            )
+        warnings.append(DstWarning(tr, wall, message))
+    return warnings

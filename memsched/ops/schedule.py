@@ -1,0 +1,104 @@
+"""Schedule questions: translate, predict and check jobs' calendars. Returns data, never prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from memsched.config.load import Config, JobConfig, is_valid_timezone
+from memsched.cron.calendar import to_on_calendar
+from memsched.cron.dst import DstWarning, dst_warnings
+from memsched.cron.parse import parse_cron
+from memsched.cron.predict import Prediction, predict
+from memsched.errors import UnknownJobError, UsageError
+from memsched.systemd.analyze import calendar_next
+
+
+def check_timezone(tz: str, option: str = "--tz") -> str:
+    """Return ``tz`` when it is a valid IANA zone name; raise :class:`UsageError` naming ``option`` otherwise."""
+    if not is_valid_timezone(tz):
+        raise UsageError(f'{option} {tz!r}: not an IANA time zone name (expected e.g. "UTC" or "Europe/Berlin")')
+    return tz
+
+
+def calendar(expression: str, tz: str = "UTC") -> list[str]:
+    """Return the ``OnCalendar=`` values for a cron expression in a zone.
+
+    Raises :class:`memsched.errors.CronError` or :class:`UsageError`.
+    """
+    check_timezone(tz)
+    return to_on_calendar(parse_cron(expression), tz)
+
+
+def get_job(config: Config, name: str) -> JobConfig:
+    """Return the named job; raise :class:`UnknownJobError` listing the known ones."""
+    try:
+        return config.jobs[name]
+    except KeyError:
+        raise UnknownJobError(name, sorted(config.jobs)) from None
+
+
+def next_fire_times(expression: str, tz: str, count: int, after: datetime | None = None) -> Prediction:
+    """Return the next ``count`` fire times after ``after`` (default now), systemd's checked against croniter.
+
+    Raises :class:`memsched.errors.CronError` or :class:`UsageError`.
+    """
+    check_timezone(tz)
+    if not 1 <= count <= 1000:
+        raise UsageError(f"-n {count}: expected 1 to 1000")
+    spec = parse_cron(expression)
+    return predict(spec, tz, after or datetime.now(timezone.utc), count)
+
+
+@dataclass
+class JobCheck:
+    """What ``validate`` found for one job."""
+
+    name: str
+    on_calendar: list[str]
+    next_run: datetime | None
+    warnings: list[DstWarning] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ValidationReport:
+    """The result of checking a whole config."""
+
+    source: str | None
+    jobs: list[JobCheck]
+
+    @property
+    def ok(self) -> bool:
+        return not any(j.problems for j in self.jobs)
+
+
+def validate(config: Config, now: datetime | None = None, months: int = 12) -> ValidationReport:
+    """Check every enabled job: systemd accepts its calendar, it fires again, and where DST bites.
+
+    Schema problems were already raised by loading; this finds what only
+    systemd and the calendar can tell.
+    """
+    now = now or datetime.now(timezone.utc)
+    checks = []
+    for job in config.enabled_jobs.values():
+        values = list(job.on_calendar)
+        check = JobCheck(job.name, values, None)
+        try:
+            upcoming = calendar_next(values, now, 1)
+        except UsageError as exc:
+            check.problems.append(f"jobs.{job.name}.cron: {exc}")
+            checks.append(check)
+            continue
+        if not upcoming:
+            check.problems.append(f"jobs.{job.name}.cron: {job.cron!r} never fires again after {now:%Y-%m-%d}")
+        else:
+            check.next_run = upcoming[0]
+        assert job.spec is not None
+        for warning in dst_warnings(job.spec, job.timezone, now, months):
+            if warning.fatal:
+                check.problems.append(f"jobs.{job.name}.cron: {warning.message}")
+            else:
+                check.warnings.append(warning)
+        checks.append(check)
+    return ValidationReport(str(config.source) if config.source else None, checks)
