@@ -219,11 +219,16 @@ def _compare(spec: CronSpec, tz: str, after: datetime, sd: list[datetime], cr: l
     zone = ZoneInfo(tz)
     systemd_only = sd_set - cr_set
     assert not systemd_only, f"{spec.expression!r} {tz}: systemd fires at {sorted(systemd_only)[:3]}, croniter does not"
-    edges = {tr.at for tr in transitions(tz, after - timedelta(days=1), horizon + timedelta(days=1))}
+    gaps = [tr for tr in transitions(tz, after - timedelta(days=1), horizon + timedelta(days=1)) if tr.kind == "gap"]
     for at in sorted(cr_set - sd_set):
         local = at.astimezone(zone)
-        if at in edges:
-            # gap: croniter ran a skipped wall time at the jump; systemd skips it
+        wall = local.replace(tzinfo=None)
+        if any(
+            timedelta(0) <= at - tr.at <= timedelta(hours=3)
+            and tr.wall_window()[0] <= wall - (tr.after - tr.before) < tr.wall_window()[1]
+            for tr in gaps
+        ):
+            # gap: the named wall time does not exist; croniter runs it shifted past the jump, systemd skips it
             continue
         naive = local.replace(tzinfo=None)
         occurrences = {naive.replace(fold=f, tzinfo=zone).astimezone(timezone.utc) for f in (0, 1)}

@@ -7,8 +7,10 @@ import click
 from memsched import __version__
 from memsched.cli.common import common_options
 from memsched.cli.config import config_group
+from memsched.cli.exec import exec_cmd, notify_failure_cmd
 from memsched.cli.sandbox import sandbox_group
 from memsched.cli.schedule import calendar_cmd, next_cmd, validate_cmd
+from memsched.cli.units import install_cmd, render_cmd, uninstall_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -23,7 +25,7 @@ def cli() -> None:
     """
 
 
-for command in (calendar_cmd, next_cmd, validate_cmd, config_group, sandbox_group):
+for command in (calendar_cmd, next_cmd, validate_cmd, config_group, sandbox_group, render_cmd, install_cmd, uninstall_cmd, exec_cmd, notify_failure_cmd):
     cli.add_command(command)
 
 

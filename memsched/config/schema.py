@@ -237,7 +237,22 @@ DEFAULT_JOBS: dict[str, dict[str, object]] = {
     },
 }
 
-SECTIONS: tuple[Section, ...] = ()
+SECTIONS: tuple[Section, ...] = (
+    Section(
+        "registry",
+        "The run registry: memsched's own record of every run (start, end, result, counts), "
+        "pauses and installed units. It outlives reboots.",
+        (
+            Option(
+                "path",
+                "string",
+                "Registry database file. Empty: $XDG_STATE_HOME/memsched/registry.db (user scope) "
+                "or /var/lib/memsched/registry.db (system scope).",
+                default="",
+            ),
+        ),
+    ),
+)
 """Top-level tables besides [jobs]; each feature that needs settings adds its section here."""
 
 

@@ -6,7 +6,7 @@ evaluates the cron expression independently; the two must agree everywhere
 except at daylight-saving transitions, where they differ by design:
 
 * **gap** (clocks jump forward): a wall time inside the gap does not exist.
-  croniter (like vixie cron) runs it at the jump; systemd skips it.
+  croniter (like vixie cron) runs it after the jump; systemd skips it.
 * **fold** (clocks fall back): a wall time inside the fold happens twice.
   croniter runs both; systemd runs it once (the first occurrence for fixed
   times in ordinary zones; mktime decides in zones with negative DST).
@@ -154,7 +154,7 @@ def classify_dst(spec: CronSpec, tz: str, at: datetime) -> tuple[str, str] | Non
         return (
             "gap",
             f"the wall time falls into the daylight-saving gap that ends at "
-            f"{local:%H:%M:%S} {local.tzname()}: cron runs it at the jump, systemd skips it",
+            f"{local:%H:%M:%S} {local.tzname()}: cron runs it after the jump, systemd skips it",
         )
     naive = local.replace(tzinfo=None)
     if naive.replace(fold=0, tzinfo=zone).utcoffset() != naive.replace(fold=1, tzinfo=zone).utcoffset():

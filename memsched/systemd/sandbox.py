@@ -74,7 +74,9 @@ while [ ! -S /run/systemd/journal/stdout ]; do
   if [ "$i" -gt 1000 ]; then echo "memsched sandbox: journald did not start" >&2; exit 1; fi
   sleep 0.01
 done
-exec "$MEMSCHED_SYSTEMD" --user
+manager="$MEMSCHED_SYSTEMD"
+unset MEMSCHED_SANDBOX_ROOT MEMSCHED_SYSTEMD MEMSCHED_JOURNALD
+exec "$manager" --user
 """
 
 

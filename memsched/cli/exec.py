@@ -1,0 +1,54 @@
+"""memsched exec (what the service units run) and memsched notify-failure (what OnFailure= runs)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from memsched.cli.common import app, common_options
+from memsched.errors import MemschedError
+from memsched.jobs import runner
+from memsched.jobs.joblog import JobLog
+from memsched.ops.schedule import get_job
+
+
+@click.command("exec")
+@click.argument("job")
+@click.option("--gate", "as_gate", is_flag=True, help="Only decide whether a timer start may run (overlap = skip on systemd < 257).")
+@click.option("--spawn", is_flag=True, help="Start one instance of the job's template unit and return (overlap = concurrent).")
+@click.option("--instance", default=None, help="The instance name, when running as memsched-JOB@INSTANCE.service.")
+@common_options
+def exec_cmd(job: str, as_gate: bool, spawn: bool, instance: str | None) -> None:
+    """Run JOB once, now, in this process (the service units call this).
+
+    \b
+    Exit codes: 0 success, 1 the run failed, 2 bad config or unknown job,
+    75 interrupted by SIGTERM at a safe point. With --gate: 0 run, 1 skip,
+    255 cannot decide.
+    """
+    ctx = app()
+    try:
+        config = ctx.config()
+        job_cfg = get_job(config, job)
+        scope = ctx.scope
+    except MemschedError as exc:
+        click.echo(f"memsched exec: {exc.message}", err=True)
+        sys.exit(runner.GATE_ERROR if as_gate else runner.EXIT_USAGE)
+    try:
+        if as_gate:
+            sys.exit(runner.gate(config, job_cfg, scope))
+        if spawn:
+            sys.exit(runner.spawn(job_cfg, scope))
+        sys.exit(runner.execute(config, job_cfg, scope, instance))
+    except MemschedError as exc:
+        click.echo(f"memsched exec: {exc.message}", err=True)
+        sys.exit(runner.GATE_ERROR if as_gate else runner.EXIT_FAILED)
+
+
+@click.command("notify-failure")
+@click.argument("job")
+@common_options
+def notify_failure_cmd(job: str) -> None:
+    """Report a failed run of JOB (the memsched-failure@.service unit calls this)."""
+    JobLog(job).error(f"job {job} failed; see: memsched logs {job}, memsched history {job}")

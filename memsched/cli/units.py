@@ -1,0 +1,121 @@
+"""render, install-units, uninstall-units."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from memsched.cli.common import app, common_options, echo_json, handle_errors, json_option
+from memsched.ops import units as units_ops
+from memsched.ops.units import InstallReport
+
+unit_dir_option = click.option(
+    "--unit-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Install into this directory instead of the scope's ($XDG_CONFIG_HOME/systemd/user or /etc/systemd/system).",
+)
+dry_run_option = click.option("--dry-run", is_flag=True, help="Show the plan (a unified diff) and change nothing.")
+
+
+@click.command("render")
+@click.option("--scope", type=click.Choice(["user", "system"]), default=None, help="Render for this scope (default: the current one).")
+@click.option("--out", "out", type=click.Path(file_okay=False), default=None, help="Write the unit files into this directory.")
+@click.option("--systemd-version", type=click.IntRange(200, 999), default=None, help="Render for this systemd version (default: the installed one).")
+@common_options
+@handle_errors
+def render_cmd(scope: str | None, out: str | None, systemd_version: int | None) -> None:
+    """Render the units of every enabled job, without touching systemd."""
+    ctx = app()
+    units = units_ops.render(ctx.config(), scope or ctx.scope, systemd_version)
+    if out:
+        target = Path(out)
+        target.mkdir(parents=True, exist_ok=True)
+        for unit in units:
+            (target / unit.name).write_text(unit.content)
+        click.echo(f"wrote {len(units)} units to {target}")
+        return
+    for index, unit in enumerate(units):
+        if index:
+            click.echo()
+        click.echo(f"### {unit.name}")
+        click.echo(unit.content, nl=False)
+
+
+def _report(report: InstallReport, as_json: bool, verb: str) -> None:
+    plan = report.plan
+    if as_json:
+        echo_json(
+            {
+                "scope": plan.scope,
+                "unit_dir": str(plan.unit_dir),
+                "applied": report.applied,
+                "changes": report.changes,
+                "summary": plan.summary(),
+                "units": [{"name": c.name, "action": c.action, "job": c.job, "note": c.note} for c in plan.changes],
+                "enabled": report.enabled,
+                "started": report.started,
+                "restarted": report.restarted,
+                "stopped": report.stopped,
+                "paused_not_started": report.skipped_paused,
+                "notes": report.notes,
+            }
+        )
+        return
+    diff = plan.diff_text()
+    if diff:
+        click.echo(diff, nl=not diff.endswith("\n"))
+    s = plan.summary()
+    state = "applied" if report.applied else "planned (dry run)"
+    click.echo(
+        f"{verb} {state} in {plan.unit_dir}: {report.changes} change(s): "
+        f"{s['add']} to add, {s['update']} to update, {s['delete']} to delete, {s['unchanged']} unchanged"
+    )
+    for change in plan.changes:
+        if change.note:
+            click.echo(f"  note: {change.name}: {change.note}")
+    for label, items in (
+        ("enabled", report.enabled),
+        ("started", report.started),
+        ("restarted", report.restarted),
+        ("stopped", report.stopped),
+        ("paused, left stopped", report.skipped_paused),
+    ):
+        if items:
+            click.echo(f"  {label}: {', '.join(items)}")
+    for note in report.notes:
+        click.echo(f"  note: {note}")
+
+
+@click.command("install-units")
+@unit_dir_option
+@dry_run_option
+@click.option("--no-enable", is_flag=True, help="Install and load the units, but do not enable or start the timers.")
+@json_option
+@common_options
+@handle_errors
+def install_cmd(unit_dir: str | None, dry_run: bool, no_enable: bool, as_json: bool) -> None:
+    """Install (or update) the units of every enabled job, as a plan of add / update / delete.
+
+    Files memsched does not own are never touched; units of jobs removed from the
+    config are stopped, disabled and deleted; a second run with nothing changed
+    changes nothing. Then daemon-reload, and enable and start the timers (paused
+    jobs stay stopped).
+    """
+    ctx = app()
+    report = units_ops.install(ctx.config(), ctx.scope, unit_dir=Path(unit_dir) if unit_dir else None, dry_run=dry_run, enable=not no_enable)
+    _report(report, as_json, "install")
+
+
+@click.command("uninstall-units")
+@unit_dir_option
+@dry_run_option
+@json_option
+@common_options
+@handle_errors
+def uninstall_cmd(unit_dir: str | None, dry_run: bool, as_json: bool) -> None:
+    """Stop, disable, reset-failed and delete every unit memsched owns, then daemon-reload."""
+    ctx = app()
+    report = units_ops.uninstall(ctx.config(), ctx.scope, unit_dir=Path(unit_dir) if unit_dir else None, dry_run=dry_run)
+    _report(report, as_json, "uninstall")

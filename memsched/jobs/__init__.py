@@ -1,0 +1,1 @@
+"""The jobs and the one-shot runner that the service units call."""

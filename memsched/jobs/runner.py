@@ -1,0 +1,294 @@
+"""`memsched exec`: the one-shot entry point the service units call.
+
+A run: record its start in the registry (with the unit's invocation id and
+what triggered it), publish progress with sd_notify ``STATUS=``, do the work,
+record the end (duration from the recorded start, so a timer's random delay is
+never counted), and exit with a documented code. SIGTERM asks the work to stop
+at its next safe point; the checkpoint is kept and the run ends as
+"interrupted".
+
+Exit codes of `memsched exec`:
+
+* 0  the run succeeded
+* 1  the run failed (the job raised an error, or the command exited non-zero)
+* 2  configuration or usage error (the job does not exist, the config is invalid)
+* 75 interrupted by SIGTERM at a safe point (EX_TEMPFAIL; the units list it in SuccessExitStatus=)
+
+The overlap gate (`memsched exec --gate JOB`, an ``ExecCondition=`` on
+systemd < 257) exits 0 to let a run start, 1 to skip it, and 255 when it
+cannot decide (systemd then marks the start failed rather than skipping it
+silently).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Callable
+
+from memsched.config.load import Config, JobConfig
+from memsched.jobs.joblog import PRIORITY_ERR, PRIORITY_INFO, JobLog
+from memsched.registry import Registry, now_ms, open_registry
+
+EXIT_SUCCESS = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 75
+GATE_RUN = 0
+GATE_SKIP = 1
+GATE_ERROR = 255
+
+
+@dataclass
+class RunControl:
+    """Cancellation and progress for the work of one run."""
+
+    notifier: object | None = None
+    stop_requested: threading.Event = field(default_factory=threading.Event)
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
+
+    def should_stop(self) -> bool:
+        return self.stop_requested.is_set()
+
+    def request_stop(self) -> None:
+        self.stop_requested.set()
+        for callback in list(self.on_stop):
+            callback()
+
+    def status(self, text: str) -> None:
+        if self.notifier is not None:
+            self.notifier.notify(f"STATUS={text}")  # type: ignore[attr-defined]
+
+    def progress(self, done: int, total: int, item: str = "") -> None:
+        self.status(f"{done}/{total} {item}".strip())
+
+
+@dataclass
+class WorkResult:
+    """What the work of a run produced."""
+
+    ok: bool
+    interrupted: bool = False
+    reason: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def _notifier() -> object | None:
+    if not os.environ.get("NOTIFY_SOCKET"):
+        return None
+    import sdnotify
+
+    return sdnotify.SystemdNotifier()
+
+
+def trigger_of_environment() -> tuple[str, int | None]:
+    """Return (trigger, trigger time in ms) from what systemd put into the environment."""
+    if os.environ.get("TRIGGER_UNIT", "").endswith(".timer"):
+        usec = os.environ.get("TRIGGER_TIMER_REALTIME_USEC")
+        return "timer", int(usec) // 1000 if usec and usec.isdigit() else None
+    return "manual", None
+
+
+def execute(config: Config, job: JobConfig, scope: str, instance: str | None = None) -> int:
+    """Run one job once, recording it; return the process exit code."""
+    trigger, trigger_ms = trigger_of_environment()
+    if instance and instance.startswith("t-"):
+        trigger = "timer"
+    control = RunControl(notifier=_notifier())
+    signal.signal(signal.SIGTERM, lambda *_: control.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: control.request_stop())
+    with open_registry(config, scope) as registry:
+        if job.overlap != "concurrent":
+            registry.close_dead_runs(job.name)
+        started = now_ms()
+        run_id = registry.start_run(
+            job.name,
+            trigger=trigger,
+            invocation_id=os.environ.get("INVOCATION_ID"),
+            instance=instance,
+            slot_ms=trigger_ms,
+            started_ms=started,
+        )
+        log = JobLog(job.name, run_id)
+        log.info(f"run {run_id} of {job.name} started ({trigger}{', instance ' + instance if instance else ''})")
+        control.status(f"running {job.kind} job {job.name}")
+        try:
+            result = _work(config, job, scope, control, log)
+        except Exception as exc:  # the job's own failure: record it, never a bare traceback
+            result = WorkResult(ok=False, reason=f"{type(exc).__name__}: {exc}")
+        if result.interrupted:
+            outcome, code = "interrupted", EXIT_INTERRUPTED
+        elif result.ok:
+            outcome, code = "success", EXIT_SUCCESS
+        else:
+            outcome, code = "failed", EXIT_FAILED
+        ended = now_ms()
+        registry.finish_run(run_id, result=outcome, exit_code=code, reason=result.reason, metadata=result.metadata, ended_ms=ended)
+        if job.overlap == "skip":
+            _record_skipped_slots(registry, job, started, ended, log)
+        message = f"run {run_id} of {job.name} {outcome} after {(ended - started) / 1000:.3f}s"
+        if result.reason:
+            message += f": {result.reason}"
+        log.line(message, PRIORITY_INFO if result.ok or result.interrupted else PRIORITY_ERR)
+        control.status(f"{outcome}")
+    return code
+
+
+def _record_skipped_slots(registry: Registry, job: JobConfig, started_ms: int, ended_ms: int, log: JobLog) -> None:
+    """Record every slot that elapsed while this run was going as skipped (overlap = skip)."""
+    from memsched.systemd.analyze import calendar_next
+
+    after = datetime.fromtimestamp(started_ms / 1000, timezone.utc)
+    try:
+        slots = calendar_next(list(job.on_calendar), after, 1000)
+    except Exception:
+        return
+    for slot in slots:
+        slot_ms = int(slot.timestamp() * 1000)
+        if slot_ms > ended_ms:
+            break
+        reason = (
+            f"slot {slot:%Y-%m-%d %H:%M:%S}Z elapsed while the previous run "
+            f"(started {datetime.fromtimestamp(started_ms / 1000, timezone.utc):%H:%M:%S}Z) was still running"
+        )
+        registry.record_skip(job.name, reason=reason, slot_ms=slot_ms, at_ms=slot_ms)
+        log.info(f"skipped: {reason}")
+
+
+def _work(config: Config, job: JobConfig, scope: str, control: RunControl, log: JobLog) -> WorkResult:
+    if job.kind == "command":
+        return _run_command(job, control, log)
+    if job.kind == "rollup":
+        return _run_rollup(config, job, scope, control)
+    if job.kind == "compaction":
+        return _run_compaction(config, job, scope, control)
+    return WorkResult(ok=False, reason=f"unknown job kind {job.kind!r}")
+
+
+def _run_command(job: JobConfig, control: RunControl, log: JobLog) -> WorkResult:
+    assert job.command
+    try:
+        child = subprocess.Popen(
+            list(job.command),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=False,
+        )
+    except OSError as exc:
+        return WorkResult(ok=False, reason=f"cannot start {job.command[0]!r}: {exc.strerror}")
+
+    def forward_stop() -> None:
+        try:
+            child.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+
+    control.on_stop.append(forward_stop)
+    if control.should_stop():
+        forward_stop()
+    pumps = [
+        threading.Thread(target=_pump, args=(child.stdout, log, PRIORITY_INFO), daemon=True),
+        threading.Thread(target=_pump, args=(child.stderr, log, PRIORITY_ERR), daemon=True),
+    ]
+    for pump in pumps:
+        pump.start()
+    while True:
+        try:
+            code = child.wait()
+            break
+        except InterruptedError:
+            continue
+    for pump in pumps:
+        pump.join(timeout=5)
+    metadata = {"exit_status": str(code), "pid": str(child.pid)}
+    if control.should_stop():
+        return WorkResult(ok=False, interrupted=True, reason="stopped by SIGTERM", metadata=metadata)
+    if code == 0:
+        return WorkResult(ok=True, metadata=metadata)
+    if code < 0:
+        return WorkResult(ok=False, reason=f"command killed by signal {signal.Signals(-code).name}", metadata=metadata)
+    return WorkResult(ok=False, reason=f"command exited with status {code}", metadata=metadata)
+
+
+def _pump(stream: object, log: JobLog, priority: int) -> None:
+    for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
+        log.line(raw.decode("utf-8", errors="replace").rstrip("\n"), priority)
+
+
+def _run_rollup(config: Config, job: JobConfig, scope: str, control: RunControl) -> WorkResult:
+    from memsched.jobs.rollup import run_rollup
+    from memsched.store import open_store, resolve_store_path
+    from memsched.summarize import make_summarizer
+
+    with open_store(resolve_store_path(config, scope)) as store:
+        result = run_rollup(
+            store,
+            job.level,
+            now_ms=now_ms(),
+            min_age_ms=int(job.min_age or 0),
+            summarizer=make_summarizer(config),
+            progress=control.progress,
+            should_stop=control.should_stop,
+        )
+    interrupted = bool(getattr(result, "interrupted", False))
+    return WorkResult(ok=not interrupted, interrupted=interrupted, reason="stopped by SIGTERM at a safe point" if interrupted else None, metadata=result.as_metadata())
+
+
+def _run_compaction(config: Config, job: JobConfig, scope: str, control: RunControl) -> WorkResult:
+    from memsched.jobs.compaction import run_compaction
+    from memsched.store import open_store, resolve_store_path
+
+    with open_store(resolve_store_path(config, scope)) as store:
+        result = run_compaction(store, progress=control.progress, should_stop=control.should_stop)
+    interrupted = bool(getattr(result, "interrupted", False))
+    return WorkResult(ok=not interrupted, interrupted=interrupted, reason="stopped by SIGTERM at a safe point" if interrupted else None, metadata=result.as_metadata())
+
+
+def gate(config: Config, job: JobConfig, scope: str) -> int:
+    """Decide whether a start may run under overlap = skip (systemd < 257). Returns GATE_RUN or GATE_SKIP.
+
+    systemd 252 computes a timer's next elapse from its last trigger, so a slot
+    that elapsed during a long run fires right after the run ends. Such a start
+    is recognised by having no slot between the previous run's end and this
+    trigger; the slot itself was recorded as skipped by the run it overlapped.
+    Manual starts (no TRIGGER_UNIT) always run.
+    """
+    from memsched.systemd.analyze import calendar_next
+
+    trigger, trigger_ms = trigger_of_environment()
+    if trigger != "timer" or trigger_ms is None:
+        return GATE_RUN
+    with open_registry(config, scope) as registry:
+        last = registry.history(job.name, limit=1, include_skips=False)
+        if not last:
+            return GATE_RUN
+        previous = last[0]
+        end_ms = previous.ended_ms or previous.started_ms
+    after = datetime.fromtimestamp(end_ms / 1000, timezone.utc)
+    upcoming = calendar_next(list(job.on_calendar), after, 1)
+    if upcoming and int(upcoming[0].timestamp() * 1000) <= trigger_ms:
+        return GATE_RUN
+    JobLog(job.name).info(
+        f"not starting: this start is for a slot that elapsed while the previous run "
+        f"(ended {after:%H:%M:%S.%f}Z) was running; overlap = skip"
+    )
+    return GATE_SKIP
+
+
+def spawn(job: JobConfig, scope: str) -> int:
+    """Start one instance of a concurrent job's template unit and return at once (overlap = concurrent)."""
+    from memsched.systemd.manager import ManagerClient
+    from memsched.systemd.render import instance_template_name
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    instance = f"t-{stamp}-{os.urandom(3).hex()}"
+    unit = instance_template_name(job.name).replace("@.", f"@{instance}.")
+    with ManagerClient(scope) as manager:
+        manager.start(unit, "fail")
+    JobLog(job.name).info(f"started {unit}")
+    return EXIT_SUCCESS

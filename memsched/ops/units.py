@@ -1,0 +1,240 @@
+"""Operations on units: render, install, uninstall. Returns data, never prints."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from memsched.config.load import Config
+from memsched.errors import ManagerUnavailable, MemschedError, PermissionDenied, UsageError
+from memsched.paths import unit_dir as default_unit_dir
+from memsched.registry import Registry, open_registry
+from memsched.systemd.install import InstallPlan, plan_install, remove_files, write_files
+from memsched.systemd.manager import ManagerClient
+from memsched.systemd.render import (
+    SYSTEM_USER,
+    RenderContext,
+    RenderedUnit,
+    local_systemd_version,
+    memsched_command,
+    render_all,
+    timer_name,
+)
+
+SYSUSERS_LINE = f'u {SYSTEM_USER} - "memsched maintenance jobs" /var/lib/memsched'
+
+
+def render_context(config: Config, scope: str, systemd_version: int | None = None, manager: ManagerClient | None = None) -> RenderContext:
+    """Build the rendering context: the memsched command, the config path, the manager's systemd version."""
+    if systemd_version is None:
+        systemd_version = manager.major_version() if manager is not None else local_systemd_version()
+    settings = config.settings or {}
+    network = str(settings.get("summarizer", {}).get("kind", "local")) != "local"
+    extra_paths: list[str] = []
+    if scope == "system":
+        for path in _configured_paths(config):
+            if not str(path).startswith("/var/lib/memsched"):
+                extra_paths.append(str(path.parent))
+    return RenderContext(
+        scope=scope,
+        memsched_argv=memsched_command(),
+        config_path=config.source,
+        systemd_version=systemd_version,
+        read_write_paths=tuple(sorted(set(extra_paths))),
+        network=network,
+    )
+
+
+def _configured_paths(config: Config) -> list[Path]:
+    paths = []
+    for section in ("store", "registry"):
+        value = str((config.settings or {}).get(section, {}).get("path") or "")
+        if value:
+            paths.append(Path(value))
+    return paths
+
+
+def render(config: Config, scope: str, systemd_version: int | None = None) -> list[RenderedUnit]:
+    """Return the units the config renders to, without touching systemd."""
+    return render_all(config, render_context(config, scope, systemd_version))
+
+
+@dataclass
+class InstallReport:
+    """What install-units or uninstall-units did."""
+
+    plan: InstallPlan
+    applied: bool
+    loaded: bool = False
+    enabled: list[str] = field(default_factory=list)
+    started: list[str] = field(default_factory=list)
+    restarted: list[str] = field(default_factory=list)
+    stopped: list[str] = field(default_factory=list)
+    skipped_paused: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def changes(self) -> int:
+        return len(self.plan.pending)
+
+
+def _open_manager(scope: str, required: bool) -> ManagerClient | None:
+    try:
+        return ManagerClient(scope).open()
+    except ManagerUnavailable:
+        if required:
+            raise
+        return None
+
+
+def install(
+    config: Config,
+    scope: str,
+    *,
+    unit_dir: Path | None = None,
+    dry_run: bool = False,
+    enable: bool = True,
+    registry: Registry | None = None,
+) -> InstallReport:
+    """Plan and (unless ``dry_run``) apply the installation of the config's units.
+
+    Raises :class:`UsageError` on conflicts with files memsched does not own,
+    :class:`ManagerUnavailable` when the manager is needed and unreachable.
+    """
+    target = Path(unit_dir) if unit_dir else default_unit_dir(scope)
+    custom_dir = unit_dir is not None and Path(unit_dir) != default_unit_dir(scope)
+    manager = _open_manager(scope, required=not (dry_run or custom_dir))
+    try:
+        units = render_all(config, render_context(config, scope, manager=manager))
+        own_registry = registry is None
+        registry = registry or open_registry(config, scope)
+        try:
+            plan = plan_install(units, target, scope, registry.installed_units(target))
+            report = InstallReport(plan, applied=False)
+            if plan.conflicts:
+                names = ", ".join(str(c.path) for c in plan.conflicts)
+                raise UsageError(f"refusing to overwrite unit files memsched does not own: {names} (move them away, or rename the job)")
+            if dry_run:
+                return report
+            if scope == "system":
+                _ensure_system_user(report)
+            paused = set(registry.pauses())
+            _apply(plan, report, registry, manager, config, enable, paused, str(config.source) if config.source else None, custom_dir)
+            if scope == "user":
+                _linger_note(report)
+            return report
+        finally:
+            if own_registry:
+                registry.close()
+    finally:
+        if manager is not None:
+            manager.close()
+
+
+def _apply(
+    plan: InstallPlan,
+    report: InstallReport,
+    registry: Registry,
+    manager: ManagerClient | None,
+    config: Config,
+    enable: bool,
+    paused: set[str],
+    config_label: str | None,
+    custom_dir: bool,
+) -> None:
+    deleted = plan.of("delete")
+    if manager is not None:
+        # Stop and disable what goes away before its files disappear.
+        for change in deleted:
+            if change.name.endswith(".timer"):
+                manager.disable([change.name])
+            if change.name.endswith((".timer", ".service")) and "@." not in change.name:
+                manager.stop(change.name)
+                report.stopped.append(change.name)
+    write_files(plan, registry, config_label)
+    remove_files(plan, registry)
+    report.applied = True
+    loaded = manager is not None and (not custom_dir or str(plan.unit_dir) in _unit_paths(manager))
+    if not loaded:
+        report.notes.append(f"units written to {plan.unit_dir}; no manager loaded them (it does not read that directory)")
+        return
+    assert manager is not None
+    if plan.pending:
+        manager.reload()
+    for change in deleted:
+        manager.reset_failed(change.name)
+    report.loaded = True
+    if not enable:
+        return
+    changed = {c.name for c in plan.of("add", "update")}
+    for job in config.enabled_jobs.values():
+        timer = timer_name(job.name)
+        if job.name in paused:
+            report.skipped_paused.append(job.name)
+            continue
+        if manager.unit_file_state(timer) != "enabled":
+            manager.enable([timer])
+            report.enabled.append(timer)
+        active = manager.properties(timer)["ActiveState"]
+        if active != "active":
+            manager.start(timer)
+            report.started.append(timer)
+        elif timer in changed:
+            manager._manager("RestartUnit", "ss", timer.encode(), b"replace")
+            report.restarted.append(timer)
+
+
+def _unit_paths(manager: ManagerClient) -> list[str]:
+    from memsched.systemd.manager import _MANAGER_IFACE, _MANAGER_PATH, _PROPS_IFACE, _decode
+
+    body = manager._call(_MANAGER_PATH, _PROPS_IFACE, b"Get", "ss", [_MANAGER_IFACE, b"UnitPath"]).body
+    return [str(Path(p)) for p in _decode(body)]
+
+
+def _ensure_system_user(report: InstallReport) -> None:
+    try:
+        pwd.getpwnam(SYSTEM_USER)
+        return
+    except KeyError:
+        pass
+    if os.geteuid() != 0:
+        raise PermissionDenied(f"system scope needs the system user {SYSTEM_USER!r}; run as root so memsched can create it")
+    sysusers = shutil.which("systemd-sysusers")
+    if sysusers is None:
+        raise MemschedError(f"the system user {SYSTEM_USER!r} does not exist and systemd-sysusers is not installed")
+    proc = subprocess.run([sysusers, "-"], input=SYSUSERS_LINE + "\n", capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise MemschedError(f"could not create the system user {SYSTEM_USER!r}: {proc.stderr.strip()}")
+    report.notes.append(f"created the system user {SYSTEM_USER!r} (systemd-sysusers)")
+
+
+def _linger_note(report: InstallReport) -> None:
+    if os.environ.get("MEMSCHED_SANDBOX"):
+        return
+    user = pwd.getpwuid(os.getuid()).pw_name
+    if not Path(f"/var/lib/systemd/linger/{user}").exists():
+        report.notes.append(
+            f"user timers run only while {user} has a session; to run them while logged out: loginctl enable-linger {user}"
+        )
+
+
+def uninstall(config: Config, scope: str, *, unit_dir: Path | None = None, dry_run: bool = False) -> InstallReport:
+    """Stop, disable, reset-failed and delete every unit memsched owns in the directory, then daemon-reload."""
+    target = Path(unit_dir) if unit_dir else default_unit_dir(scope)
+    custom_dir = unit_dir is not None and Path(unit_dir) != default_unit_dir(scope)
+    manager = _open_manager(scope, required=not (dry_run or custom_dir))
+    try:
+        with open_registry(config, scope) as registry:
+            plan = plan_install([], target, scope, registry.installed_units(target))
+            report = InstallReport(plan, applied=False)
+            if dry_run:
+                return report
+            _apply(plan, report, registry, manager, config, enable=False, paused=set(), config_label=None, custom_dir=custom_dir)
+            return report
+    finally:
+        if manager is not None:
+            manager.close()

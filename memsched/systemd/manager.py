@@ -1,0 +1,211 @@
+"""A client of the systemd manager over D-Bus (pystemd): one code path for the user and system managers.
+
+Properties are read with ``org.freedesktop.DBus.Properties.GetAll`` per unit
+object, in one round trip per interface, with no introspection and no
+``systemctl`` subprocess.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from memsched.errors import ManagerUnavailable, MemschedError, PermissionDenied
+from memsched.systemd.connect import manager_address
+
+_DEST = b"org.freedesktop.systemd1"
+_MANAGER_PATH = b"/org/freedesktop/systemd1"
+_MANAGER_IFACE = b"org.freedesktop.systemd1.Manager"
+_PROPS_IFACE = b"org.freedesktop.DBus.Properties"
+UNIT_IFACE = "org.freedesktop.systemd1.Unit"
+SERVICE_IFACE = "org.freedesktop.systemd1.Service"
+TIMER_IFACE = "org.freedesktop.systemd1.Timer"
+USEC_INFINITY = 2**64 - 1
+
+
+@dataclass(frozen=True)
+class UnitFileChange:
+    """One change reported by Enable/DisableUnitFiles: (type, file, destination)."""
+
+    kind: str
+    path: str
+    destination: str
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode(errors="replace")
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_decode(v) for v in value)
+    if isinstance(value, dict):
+        return {_decode(k): _decode(v) for k, v in value.items()}
+    return value
+
+
+class ManagerClient:
+    """Talks to one systemd manager. Construction does no I/O; call :meth:`open` (or use ``with``)."""
+
+    def __init__(self, scope: str, env: dict[str, str] | None = None):
+        self.scope = scope
+        self.env = env
+        self._bus: Any = None
+
+    # ------------------------------------------------------------ connection
+
+    def open(self) -> ManagerClient:
+        """Connect. Raises :class:`ManagerUnavailable` or :class:`PermissionDenied` with what to do."""
+        from pystemd.dbuslib import DBus, DBusAddress
+
+        address = manager_address(self.scope, self.env)
+        try:
+            if address.peer_to_peer:
+                bus = DBusAddress(address.address.encode(), peer_to_peer=True)
+            else:
+                bus = DBus(user_mode=False)
+            bus.open()
+        except Exception as exc:  # pystemd raises DBusError subclasses with errno-ish text
+            text = str(exc)
+            if "ermission" in text or "EACCES" in text or "Access denied" in text:
+                raise PermissionDenied(
+                    f"the {self.scope} manager refused the connection ({text}); for --system run as root "
+                    "(or with a polkit rule that lets you manage units)"
+                ) from None
+            raise ManagerUnavailable(f"cannot connect to the {self.scope} manager at {address.address}: {text}") from None
+        self._bus = bus
+        return self
+
+    def close(self) -> None:
+        if self._bus is not None:
+            try:
+                self._bus.close()
+            except Exception:
+                pass
+            self._bus = None
+
+    def __enter__(self) -> ManagerClient:
+        return self if self._bus is not None else self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------ raw calls
+
+    def _call(self, path: bytes, interface: bytes, method: bytes, signature: str = "", args: list[Any] | None = None) -> Any:
+        from pystemd.dbuslib import apply_signature
+
+        if self._bus is None:
+            raise RuntimeError("ManagerClient.open() was not called")
+        try:
+            typed = apply_signature(signature.encode(), list(args or [])) if signature else []
+            return self._bus.call_method(_DEST, path, interface, method, typed)
+        except Exception as exc:
+            raise _translate(exc, method.decode()) from None
+
+    def _manager(self, method: str, signature: str = "", *args: Any) -> Any:
+        reply = self._call(_MANAGER_PATH, _MANAGER_IFACE, method.encode(), signature, list(args))
+        return reply.body
+
+    # ------------------------------------------------------------ reads
+
+    def version(self) -> str:
+        body = self._call(_MANAGER_PATH, _PROPS_IFACE, b"Get", "ss", [_MANAGER_IFACE, b"Version"]).body
+        return _decode(body)
+
+    def major_version(self) -> int:
+        try:
+            return int(self.version().split(".")[0].split("-")[0].split("~")[0])
+        except ValueError:
+            return 0
+
+    def unit_path(self, unit: str) -> bytes:
+        """Return the unit's object path, loading the unit (LoadUnit works for unloaded and missing units)."""
+        return self._manager("LoadUnit", "s", unit.encode())
+
+    def properties(self, unit: str, *interfaces: str) -> dict[str, Any]:
+        """Return the unit's properties of the given interfaces (default: Unit), decoded."""
+        path = self.unit_path(unit)
+        result: dict[str, Any] = {}
+        for iface in interfaces or (UNIT_IFACE,):
+            body = self._call(path, _PROPS_IFACE, b"GetAll", "s", [iface.encode()]).body
+            result.update(_decode(body))
+        return result
+
+    def bulk_properties(self, units: list[str], interfaces_of: dict[str, tuple[str, ...]]) -> dict[str, dict[str, Any]]:
+        """Return properties of many units; ``interfaces_of`` maps a unit suffix (".timer") to interfaces."""
+        out = {}
+        for unit in units:
+            suffix = "." + unit.rsplit(".", 1)[-1]
+            out[unit] = self.properties(unit, UNIT_IFACE, *interfaces_of.get(suffix, ()))
+        return out
+
+    def list_units(self, patterns: list[str]) -> list[dict[str, Any]]:
+        """Return loaded units matching the glob patterns (name, description, load/active/sub state)."""
+        rows = self._manager("ListUnitsByPatterns", "asas", [], [p.encode() for p in patterns])
+        keys = ("name", "description", "load_state", "active_state", "sub_state", "following", "path", "job_id", "job_type", "job_path")
+        return [dict(zip(keys, _decode(r))) for r in rows]
+
+    def unit_file_state(self, unit: str) -> str:
+        try:
+            return _decode(self._manager("GetUnitFileState", "s", unit.encode()))
+        except MemschedError:
+            return "not-found"
+
+    # ------------------------------------------------------------ changes
+
+    def reload(self) -> None:
+        """daemon-reload, waiting until the manager has reloaded."""
+        self._manager("Reload")
+        # Reload returns before the reload completes on a p2p connection; wait for the manager to answer again.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                self.version()
+                return
+            except MemschedError:
+                time.sleep(0.05)
+
+    def start(self, unit: str, mode: str = "replace") -> str:
+        return _decode(self._manager("StartUnit", "ss", unit.encode(), mode.encode()))
+
+    def stop(self, unit: str, mode: str = "replace") -> str:
+        return _decode(self._manager("StopUnit", "ss", unit.encode(), mode.encode()))
+
+    def reset_failed(self, unit: str) -> None:
+        try:
+            self._manager("ResetFailedUnit", "s", unit.encode())
+        except MemschedError:
+            pass  # not loaded or not failed: nothing to reset
+
+    def enable(self, unit_files: list[str]) -> list[UnitFileChange]:
+        """Enable unit files (as systemctl enable, not runtime, replacing stale links)."""
+        if not unit_files:
+            return []
+        body = self._manager("EnableUnitFiles", "asbb", [u.encode() for u in unit_files], False, True)
+        return [UnitFileChange(*_decode(c)) for c in body[1]]
+
+    def disable(self, unit_files: list[str]) -> list[UnitFileChange]:
+        if not unit_files:
+            return []
+        body = self._manager("DisableUnitFiles", "asb", [u.encode() for u in unit_files], False)
+        return [UnitFileChange(*_decode(c)) for c in body]
+
+    def wait_job_done(self, job_path: str, timeout: float) -> bool:
+        """Wait until a job object disappears (the job finished); return False on timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self._call(job_path.encode(), _PROPS_IFACE, b"Get", "ss", [b"org.freedesktop.systemd1.Job", b"State"])
+            except MemschedError:
+                return True
+            time.sleep(0.05)
+        return False
+
+
+def _translate(exc: Exception, method: str) -> MemschedError:
+    text = str(exc)
+    if "AccessDenied" in text or "Access denied" in text or "InteractiveAuthorizationRequired" in text:
+        return PermissionDenied(f"the systemd manager refused {method}: permission denied (for --system, run as root)")
+    return MemschedError(f"systemd {method} failed: {text}")

@@ -1,0 +1,331 @@
+"""Render jobs as systemd units from the Jinja2 templates, with systemd-safe escaping.
+
+Unit names: ``memsched-<job>.timer`` and ``memsched-<job>.service`` (job names
+are restricted by the config schema to characters that need no escaping). A job
+with ``overlap = "concurrent"`` gets a template ``memsched-<job>@.service`` for
+the runs and ``memsched-<job>.service`` as the spawner the timer starts. Shared
+static units come from ``units/`` (``memsched-failure@.service``).
+
+Every value written into a unit goes through a filter that refuses control
+characters (a newline would start a new directive) and escapes systemd's
+specifiers (``%`` -> ``%%``) and, in command lines, variables (``$`` -> ``$$``)
+and quoting, so that the unit says exactly what the config meant.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import jinja2
+
+from memsched import __version__
+from memsched.config.durations import format_duration_ms
+from memsched.config.load import Config, JobConfig
+from memsched.errors import UsageError
+
+UNIT_PREFIX = "memsched-"
+FAILURE_UNIT_TEMPLATE = "memsched-failure@.service"
+HEADER_MARK = "# Managed by memsched"
+DEFER_REACTIVATION_MIN_VERSION = 257
+SYSTEM_USER = "memsched"
+
+# `memsched exec` exit codes the units rely on (see memsched.jobs.runner).
+EXIT_INTERRUPTED = 75
+
+
+class RenderError(UsageError):
+    """A value cannot be written into a unit file safely."""
+
+
+@dataclass(frozen=True)
+class RenderedUnit:
+    """One unit file: its name, full text and the job it belongs to (None for shared units)."""
+
+    name: str
+    content: str
+    job: str | None
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.content.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    """Everything rendering needs besides the config."""
+
+    scope: str
+    memsched_argv: tuple[str, ...]
+    config_path: Path | None
+    systemd_version: int
+    service_user: str = SYSTEM_USER
+    service_group: str = SYSTEM_USER
+    read_write_paths: tuple[str, ...] = ()
+    network: bool = False
+
+
+def timer_name(job: str) -> str:
+    return f"{UNIT_PREFIX}{job}.timer"
+
+
+def service_name(job: str) -> str:
+    return f"{UNIT_PREFIX}{job}.service"
+
+
+def instance_template_name(job: str) -> str:
+    return f"{UNIT_PREFIX}{job}@.service"
+
+
+def job_of_unit(name: str) -> str | None:
+    """Return the job a memsched unit name belongs to, or None."""
+    if not name.startswith(UNIT_PREFIX) or name.startswith(UNIT_PREFIX + "failure@"):
+        return None
+    stem = name[len(UNIT_PREFIX) :].rsplit(".", 1)[0]
+    return stem.split("@", 1)[0] or None
+
+
+# ------------------------------------------------------------------ escaping
+
+
+class Specifier(str):
+    """Text of ours in which ``%`` specifiers (``%i``) are meant to be expanded by systemd."""
+
+
+def _refuse_control(value: str, what: str) -> None:
+    bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise RenderError(f"{what} {value!r} contains a control character ({bad!r}); it cannot go into a unit file")
+
+
+def unit_text(value: object) -> str:
+    """Escape a free-text setting value: no control characters, no trailing backslash, ``%`` doubled."""
+    text = str(value)
+    _refuse_control(text, "the value")
+    if text.rstrip().endswith("\\"):
+        raise RenderError(f"the value {text!r} ends with a backslash, which would continue the unit file line")
+    return text if isinstance(value, Specifier) else text.replace("%", "%%")
+
+
+def comment_text(value: object) -> str:
+    """Make a value safe inside a comment line (control characters shown escaped)."""
+    return "".join(c if ord(c) >= 32 and ord(c) != 127 else repr(c)[1:-1] for c in str(value))
+
+
+def exec_arg(value: object) -> str:
+    """Quote one command-line argument for ExecStart=: double quotes, C escapes, ``%%``, ``$$``."""
+    text = str(value)
+    _refuse_control(text, "the command-line argument")
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$")
+    if not isinstance(value, Specifier):
+        escaped = escaped.replace("%", "%%")
+    return f'"{escaped}"'
+
+
+def exec_line(argv: list[str] | tuple[str, ...]) -> str:
+    """Return a full ExecStart= command line; the program must be an absolute path."""
+    if not argv or not str(argv[0]).startswith("/"):
+        raise RenderError(f"the program of a unit command must be an absolute path, not {argv[0] if argv else '(empty)'!r}")
+    return " ".join(exec_arg(a) for a in argv)
+
+
+def path_value(value: object) -> str:
+    """Escape a path for settings such as ReadWritePaths= (absolute, C-escaped, ``%%``)."""
+    text = str(value)
+    _refuse_control(text, "the path")
+    if not text.startswith("/"):
+        raise RenderError(f"the path {text!r} must be absolute")
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace(" ", "\\x20")
+    return escaped
+
+
+def timespan(ms: object) -> str:
+    return format_duration_ms(int(ms))  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------ environment
+
+
+def _resource_dir(name: str) -> Path:
+    """Return the templates/ or units/ directory: inside the wheel, else the source tree."""
+    packaged = resources.files("memsched") / "_data" / name
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return Path(__file__).resolve().parents[2] / name
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader([str(_resource_dir("templates")), str(_resource_dir("units"))]),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    env.filters.update(
+        unit_text=unit_text,
+        comment_text=comment_text,
+        exec_line=exec_line,
+        exec_arg=exec_arg,
+        path_value=path_value,
+        timespan=timespan,
+    )
+    return env
+
+
+def static_unit_templates() -> list[str]:
+    """Return the names of the shared units shipped in units/ (without the .j2 suffix)."""
+    return sorted(p.name[: -len(".j2")] for p in _resource_dir("units").glob("*.j2"))
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def memsched_command() -> tuple[str, ...]:
+    """Return the absolute command that runs this installation of memsched."""
+    beside = Path(sys.executable).parent / "memsched"
+    if beside.is_file():
+        return (str(beside),)
+    found = shutil.which("memsched")
+    if found:
+        return (str(Path(found).resolve()),)
+    return (sys.executable, "-m", "memsched")
+
+
+def local_systemd_version() -> int:
+    """Return the major version of the installed systemd binaries (0 when unknown)."""
+    try:
+        out = subprocess.run(["systemctl", "--version"], capture_output=True, text=True, timeout=10).stdout
+        return int(out.split()[1])
+    except (OSError, ValueError, IndexError, subprocess.SubprocessError):
+        return 0
+
+
+def _base_args(ctx: RenderContext) -> list[str]:
+    args = [*ctx.memsched_argv, f"--{ctx.scope}"]
+    if ctx.config_path is not None:
+        args += ["--config", str(ctx.config_path)]
+    return args
+
+
+def render_job(job: JobConfig, ctx: RenderContext) -> list[RenderedUnit]:
+    """Return the units of one job (timer, service, and the instance template for concurrent jobs)."""
+    env = environment()
+    base = _base_args(ctx)
+    concurrent = job.overlap == "concurrent"
+    defer = job.overlap == "skip" and ctx.systemd_version >= DEFER_REACTIVATION_MIN_VERSION
+    gate = [*base, "exec", "--gate", job.name] if job.overlap == "skip" and not defer else None
+    common = dict(
+        version=__version__,
+        job=job.name,
+        job_cfg=job,
+        scope=ctx.scope,
+        config_label=str(ctx.config_path) if ctx.config_path else "(built-in defaults)",
+        failure_unit=f"memsched-failure@{job.name}.service",
+        exit_interrupted=EXIT_INTERRUPTED,
+        service_user=ctx.service_user,
+        service_group=ctx.service_group,
+        read_write_paths=ctx.read_write_paths,
+        network=ctx.network,
+    )
+    units = [
+        RenderedUnit(
+            timer_name(job.name),
+            env.get_template("timer.j2").render(
+                **common, unit_name=timer_name(job.name), target_unit=service_name(job.name), defer_reactivation=defer
+            ),
+            job.name,
+        )
+    ]
+    if concurrent:
+        units.append(
+            RenderedUnit(
+                service_name(job.name),
+                env.get_template("service.j2").render(
+                    **common,
+                    unit_name=service_name(job.name),
+                    description=f"{job.description} (starts one run per slot)",
+                    gate=None,
+                    exec_start=[*base, "exec", "--spawn", job.name],
+                    spawner=True,
+                ),
+                job.name,
+            )
+        )
+        units.append(
+            RenderedUnit(
+                instance_template_name(job.name),
+                env.get_template("service.j2").render(
+                    **common,
+                    unit_name=instance_template_name(job.name),
+                    description=Specifier(job.description.replace("%", "%%") + " (run %i)"),
+                    gate=None,
+                    exec_start=[*base, "exec", job.name, "--instance", Specifier("%i")],
+                    spawner=False,
+                ),
+                job.name,
+            )
+        )
+    else:
+        units.append(
+            RenderedUnit(
+                service_name(job.name),
+                env.get_template("service.j2").render(
+                    **common,
+                    unit_name=service_name(job.name),
+                    description=job.description,
+                    gate=gate,
+                    exec_start=[*base, "exec", job.name],
+                    spawner=False,
+                ),
+                job.name,
+            )
+        )
+    return units
+
+
+def render_static(ctx: RenderContext) -> list[RenderedUnit]:
+    """Return the shared units (the failure-notification template)."""
+    env = environment()
+    base = _base_args(ctx)
+    units = []
+    for name in static_unit_templates():
+        text = env.get_template(f"{name}.j2").render(
+            version=__version__,
+            job=None,
+            unit_name=name,
+            scope=ctx.scope,
+            config_label=str(ctx.config_path) if ctx.config_path else "(built-in defaults)",
+            notify_failure=[*base, "notify-failure", Specifier("%i")],
+            service_user=ctx.service_user,
+            service_group=ctx.service_group,
+            read_write_paths=ctx.read_write_paths,
+            network=True,
+        )
+        units.append(RenderedUnit(name, text, None))
+    return units
+
+
+def render_all(config: Config, ctx: RenderContext) -> list[RenderedUnit]:
+    """Return every unit of the config's enabled jobs plus the shared units, sorted by name.
+
+    Raises :class:`RenderError` naming the job when a value cannot be written safely.
+    """
+    if ctx.config_path is not None:
+        _refuse_control(str(ctx.config_path), "--config path")
+    units: list[RenderedUnit] = []
+    for job in config.enabled_jobs.values():
+        try:
+            units.extend(render_job(job, ctx))
+        except RenderError as exc:
+            raise RenderError(f"jobs.{job.name}: {exc}") from None
+    units.extend(render_static(ctx))
+    return sorted(units, key=lambda u: u.name)
