@@ -85,26 +85,39 @@ def _notifier() -> object | None:
     return sdnotify.SystemdNotifier()
 
 
-def trigger_of_environment() -> tuple[str, int | None]:
-    """Return (trigger, trigger time in ms) from what systemd put into the environment."""
-    if os.environ.get("TRIGGER_UNIT", "").endswith(".timer"):
-        usec = os.environ.get("TRIGGER_TIMER_REALTIME_USEC")
-        return "timer", int(usec) // 1000 if usec and usec.isdigit() else None
+def trigger_of_start(job: JobConfig, scope: str, started_ms: int) -> tuple[str, int | None]:
+    """Return what started this run ("timer" or "manual") and the timer's trigger time in ms.
+
+    systemd 252 passes TRIGGER_* variables only to some timer-started runs, so
+    the timer's LastTriggerUSec is asked instead: a trigger within the last few
+    seconds before this run started means the timer started it.
+    """
+    from memsched.systemd.manager import TIMER_IFACE, ManagerClient
+    from memsched.systemd.render import timer_name
+
+    try:
+        with ManagerClient(scope) as manager:
+            trigger_ms = int(manager.properties(timer_name(job.name), TIMER_IFACE).get("LastTriggerUSec", 0)) // 1000
+    except Exception:
+        return "unknown", None
+    if trigger_ms and 0 <= started_ms - trigger_ms <= 5_000:
+        return "timer", trigger_ms
     return "manual", None
 
 
 def execute(config: Config, job: JobConfig, scope: str, instance: str | None = None) -> int:
     """Run one job once, recording it; return the process exit code."""
-    trigger, trigger_ms = trigger_of_environment()
-    if instance and instance.startswith("t-"):
-        trigger = "timer"
+    started = now_ms()
+    if instance is not None:
+        trigger, trigger_ms = ("timer" if instance.startswith("t-") else "manual"), None
+    else:
+        trigger, trigger_ms = trigger_of_start(job, scope, started)
     control = RunControl(notifier=_notifier())
     signal.signal(signal.SIGTERM, lambda *_: control.request_stop())
     signal.signal(signal.SIGINT, lambda *_: control.request_stop())
     with open_registry(config, scope) as registry:
         if job.overlap != "concurrent":
             registry.close_dead_runs(job.name)
-        started = now_ms()
         run_id = registry.start_run(
             job.name,
             trigger=trigger,
@@ -252,30 +265,39 @@ def _run_compaction(config: Config, job: JobConfig, scope: str, control: RunCont
 def gate(config: Config, job: JobConfig, scope: str) -> int:
     """Decide whether a start may run under overlap = skip (systemd < 257). Returns GATE_RUN or GATE_SKIP.
 
-    systemd 252 computes a timer's next elapse from its last trigger, so a slot
-    that elapsed during a long run fires right after the run ends. Such a start
-    is recognised by having no slot between the previous run's end and this
-    trigger; the slot itself was recorded as skipped by the run it overlapped.
-    Manual starts (no TRIGGER_UNIT) always run.
+    systemd 252 computes a timer's next elapse from its last trigger, so when a
+    slot elapsed during a long run the timer fires again right after the run
+    ends. Such a start is recognised by the timer having triggered after the
+    previous run ended with no calendar slot in between; the slot itself was
+    recorded as skipped by the run it overlapped. A start the timer did not
+    trigger since the previous run (a manual start) always runs. When the
+    manager cannot be asked, the gate lets the run start rather than lose it.
     """
     from memsched.systemd.analyze import calendar_next
+    from memsched.systemd.manager import TIMER_IFACE, ManagerClient
+    from memsched.systemd.render import timer_name
 
-    trigger, trigger_ms = trigger_of_environment()
-    if trigger != "timer" or trigger_ms is None:
-        return GATE_RUN
     with open_registry(config, scope) as registry:
         last = registry.history(job.name, limit=1, include_skips=False)
-        if not last:
-            return GATE_RUN
-        previous = last[0]
-        end_ms = previous.ended_ms or previous.started_ms
-    after = datetime.fromtimestamp(end_ms / 1000, timezone.utc)
-    upcoming = calendar_next(list(job.on_calendar), after, 1)
+    if not last:
+        return GATE_RUN
+    end_ms = last[0].ended_ms or last[0].started_ms
+    try:
+        with ManagerClient(scope) as manager:
+            trigger_us = int(manager.properties(timer_name(job.name), TIMER_IFACE).get("LastTriggerUSec", 0))
+    except Exception as exc:
+        JobLog(job.name).warning(f"overlap gate cannot read the timer ({exc}); letting the run start")
+        return GATE_RUN
+    trigger_ms = trigger_us // 1000
+    if trigger_ms < end_ms:
+        return GATE_RUN  # not triggered by the timer since the previous run: a manual start
+    ended = datetime.fromtimestamp(end_ms / 1000, timezone.utc)
+    upcoming = calendar_next(list(job.on_calendar), ended, 1)
     if upcoming and int(upcoming[0].timestamp() * 1000) <= trigger_ms:
         return GATE_RUN
     JobLog(job.name).info(
-        f"not starting: this start is for a slot that elapsed while the previous run "
-        f"(ended {after:%H:%M:%S.%f}Z) was running; overlap = skip"
+        f"not starting: the timer fired at {datetime.fromtimestamp(trigger_ms / 1000, timezone.utc):%H:%M:%S.%f}Z "
+        f"for a slot that elapsed while the previous run was still going (it ended {ended:%H:%M:%S.%f}Z); overlap = skip"
     )
     return GATE_SKIP
 

@@ -148,8 +148,12 @@ def _apply(
 ) -> None:
     deleted = plan.of("delete")
     if manager is not None:
-        # Stop and disable what goes away before its files disappear.
+        # Stop and disable what goes away before its files disappear, running concurrent instances included.
         for change in deleted:
+            if change.name.endswith("@.service") and change.job:
+                for unit in manager.list_units([change.name.replace("@.", "@*.")]):
+                    manager.stop(unit["name"])
+                    report.stopped.append(unit["name"])
             if change.name.endswith(".timer"):
                 manager.disable([change.name])
             if change.name.endswith((".timer", ".service")) and "@." not in change.name:

@@ -23,7 +23,7 @@ def count_tokens(text: str) -> int:
     """Return the approximate number of tokens in ``text`` (see the module docstring)."""
     if text.isascii():
         return (len(text) + ASCII_CHARS_PER_TOKEN - 1) // ASCII_CHARS_PER_TOKEN
-    return (len(text.encode("utf-8")) + UTF8_BYTES_PER_TOKEN - 1) // UTF8_BYTES_PER_TOKEN
+    return (len(text.encode("utf-8", "surrogatepass")) + UTF8_BYTES_PER_TOKEN - 1) // UTF8_BYTES_PER_TOKEN
 
 
 def event_tokens(event_type: str, text: str) -> int:

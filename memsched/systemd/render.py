@@ -113,6 +113,13 @@ def unit_text(value: object) -> str:
     return text if isinstance(value, Specifier) else text.replace("%", "%%")
 
 
+def plain_value(value: object) -> str:
+    """A value of a setting that expands no specifiers (MemoryMax=, CPUQuota=): only refuse control characters."""
+    text = str(value)
+    _refuse_control(text, "the value")
+    return text
+
+
 def comment_text(value: object) -> str:
     """Make a value safe inside a comment line (control characters shown escaped)."""
     return "".join(c if ord(c) >= 32 and ord(c) != 127 else repr(c)[1:-1] for c in str(value))
@@ -172,6 +179,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters.update(
         unit_text=unit_text,
+        plain_value=plain_value,
         comment_text=comment_text,
         exec_line=exec_line,
         exec_arg=exec_arg,
