@@ -275,6 +275,22 @@ class Registry:
         ).fetchall()
         return {r["job"]: _run(r) for r in rows}
 
+    def last_skips(self) -> dict[str, RunRecord]:
+        """Return each job's latest skipped slot, in one query."""
+        rows = self.db.execute(
+            "SELECT r.* FROM runs r JOIN (SELECT job, MAX(id) AS id FROM runs WHERE result = 'skipped' GROUP BY job) m "
+            "ON r.id = m.id"
+        ).fetchall()
+        return {r["job"]: _run(r) for r in rows}
+
+    def find_run(self, job: str, invocation_id: str) -> RunRecord | None:
+        """Return the run a unit invocation recorded, if any."""
+        row = self.db.execute(
+            "SELECT * FROM runs WHERE job = ? AND invocation_id = ? AND result != 'skipped' ORDER BY id DESC LIMIT 1",
+            (job, invocation_id),
+        ).fetchone()
+        return _run(row) if row else None
+
     def last_finished(self, job: str) -> RunRecord | None:
         """Return the job's latest run that recorded an end (any result but skipped)."""
         row = self.db.execute(

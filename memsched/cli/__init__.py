@@ -1,19 +1,62 @@
-"""The memsched command line: parse arguments, call the core, print. Nothing else lives here."""
+"""The memsched command line: parse arguments, call the core, print. Nothing else lives here.
+
+Commands are imported only when invoked, so that `memsched status` does not pay
+for templating, cron iteration or gRPC.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 import click
 
 from memsched import __version__
 from memsched.cli.common import common_options
-from memsched.cli.config import config_group
-from memsched.cli.exec import exec_cmd, notify_failure_cmd
-from memsched.cli.sandbox import sandbox_group
-from memsched.cli.schedule import calendar_cmd, next_cmd, validate_cmd
-from memsched.cli.units import install_cmd, render_cmd, uninstall_cmd
+
+# command name -> "module:attribute"
+COMMANDS = {
+    "calendar": "memsched.cli.schedule:calendar_cmd",
+    "next": "memsched.cli.schedule:next_cmd",
+    "validate": "memsched.cli.schedule:validate_cmd",
+    "config": "memsched.cli.config:config_group",
+    "sandbox": "memsched.cli.sandbox:sandbox_group",
+    "render": "memsched.cli.units:render_cmd",
+    "install-units": "memsched.cli.units:install_cmd",
+    "uninstall-units": "memsched.cli.units:uninstall_cmd",
+    "exec": "memsched.cli.exec:exec_cmd",
+    "notify-failure": "memsched.cli.exec:notify_failure_cmd",
+    "status": "memsched.cli.jobs:status_cmd",
+    "pause": "memsched.cli.jobs:pause_cmd",
+    "resume": "memsched.cli.jobs:resume_cmd",
+    "run": "memsched.cli.jobs:run_cmd",
+    "history": "memsched.cli.jobs:history_cmd",
+    "logs": "memsched.cli.jobs:logs_cmd",
+    "doctor": "memsched.cli.jobs:doctor_cmd",
+}
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A click group that imports a command's module on first use."""
+
+    def __init__(self, *args: object, lazy: dict[str, str] | None = None, **kwargs: object):
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            module, attr = self.lazy[name].split(":")
+            self.add_command(getattr(importlib.import_module(module), attr), name)
+        return super().get_command(ctx, name)
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(__version__, "--version", prog_name="memsched")
 @common_options
 def cli() -> None:
@@ -23,10 +66,6 @@ def cli() -> None:
     cron expression), 3 no systemd manager reachable, 4 permission denied,
     70 internal error. See docs/exit-codes.md.
     """
-
-
-for command in (calendar_cmd, next_cmd, validate_cmd, config_group, sandbox_group, render_cmd, install_cmd, uninstall_cmd, exec_cmd, notify_failure_cmd):
-    cli.add_command(command)
 
 
 def main() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from memsched.errors import MemschedError
+from memsched.store.periods import Period
 
 EVENT_TYPES = (
     "session_start",
@@ -190,3 +191,37 @@ class Checkpoint:
     nodes_rolled: int
     versions_written: int
     updated_at: int
+
+
+@dataclass(frozen=True)
+class PlannedSegment:
+    """A segment as the planner computed it: placement, content (title, bullets, keywords) and grips."""
+
+    info: SegmentInfo
+    content: NodeContent
+    grips: tuple[Grip, ...]
+
+
+@dataclass(frozen=True)
+class DayPlan:
+    """What rebuilding a day must store.
+
+    ``periods`` is the day's chain [day, week, month, year]; ``segments`` are the
+    day's segments from the first re-segmented one on; ``retire`` lists segment node
+    ids from that point on that the new segmentation no longer has.
+    """
+
+    periods: tuple[Period, ...]
+    segments: tuple[PlannedSegment, ...]
+    retire: tuple[str, ...]
+
+
+@dataclass
+class DayChange:
+    """What rebuilding a day changed."""
+
+    nodes_created: int = 0
+    segments_written: int = 0
+    segments_retired: int = 0
+    versions_written: int = 0
+    day_changed: bool = False

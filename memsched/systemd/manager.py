@@ -130,7 +130,10 @@ class ManagerClient:
         result: dict[str, Any] = {}
         for iface in interfaces or (UNIT_IFACE,):
             body = self._call(path, _PROPS_IFACE, b"GetAll", "s", [iface.encode()]).body
+            raw_id = body.pop(b"InvocationID", None) if isinstance(body, dict) else None
             result.update(_decode(body))
+            if raw_id is not None:
+                result["InvocationID"] = bytes(raw_id).hex() if raw_id else ""
         return result
 
     def bulk_properties(self, units: list[str], interfaces_of: dict[str, tuple[str, ...]]) -> dict[str, dict[str, Any]]:

@@ -1,0 +1,271 @@
+"""status, pause, resume, run, history, logs, doctor."""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timezone
+
+import click
+
+from memsched.cli.common import app, common_options, echo_json, echo_table, handle_errors, json_option, usage_fail
+from memsched.errors import EXIT_FAILURE
+
+utc_option = click.option("--utc", is_flag=True, help="Show times in UTC instead of local time.")
+
+
+def _time(ms: int | None, utc: bool) -> str:
+    if not ms:
+        return "-"
+    when = datetime.fromtimestamp(ms / 1000, timezone.utc)
+    if not utc:
+        when = when.astimezone()
+    return when.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def _duration(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms}ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f}s"
+    return f"{ms // 60_000}m{(ms % 60_000) // 1000:02d}s"
+
+
+def _jobs_argument(names: tuple[str, ...], all_jobs: bool, verb: str) -> list[str] | None:
+    if all_jobs and names:
+        usage_fail(f"give JOB names or --all, not both")
+    if not all_jobs and not names:
+        usage_fail(f"name the job(s) to {verb}, or use --all")
+    return None if all_jobs else list(names)
+
+
+@click.command("status")
+@click.argument("job", required=False)
+@utc_option
+@json_option
+@common_options
+@handle_errors
+def status_cmd(job: str | None, utc: bool, as_json: bool) -> None:
+    """Show every job (or JOB): state, last run, result, duration, next run, counts.
+
+    STATE is idle, running, paused, failed or not installed. NEXT RUN is
+    systemd's own next elapse (random delay included); counts come from the run
+    registry and survive reboots.
+    """
+    from memsched.ops.status import job_status_dict, read_status
+
+    ctx = app()
+    status = read_status(ctx.config(), ctx.scope, [job] if job else None)
+    if as_json:
+        echo_json(
+            {
+                "scheduler_running": status.scheduler_running,
+                "scope": status.scope,
+                "manager_version": status.manager_version,
+                "jobs": [job_status_dict(j) for j in status.jobs],
+            }
+        )
+        return
+    rows = [
+        [
+            j.job_name,
+            j.state,
+            _time(j.last_run_ms, utc),
+            j.last_result or "-",
+            _duration(j.last_duration_ms) if j.last_run else "-",
+            _time(j.next_run_ms, utc),
+            str(j.run_count),
+            str(j.error_count),
+            str(j.skip_count),
+        ]
+        for j in status.jobs
+    ]
+    echo_table(["JOB", "STATE", "LAST RUN", "RESULT", "DURATION", "NEXT RUN", "RUNS", "ERRORS", "SKIPS"], rows)
+    if not status.scheduler_running:
+        click.echo(f"note: no {status.scope} manager reachable: states and next runs are unknown (see `memsched doctor`)", err=True)
+
+
+@click.command("pause")
+@click.argument("jobs", nargs=-1)
+@click.option("--all", "all_jobs", is_flag=True, help="Pause every enabled job.")
+@click.option("--stop-running", is_flag=True, help="Also stop a run in progress (it ends at a safe point).")
+@click.option("--reason", default=None, help="Why, for the record.")
+@json_option
+@common_options
+@handle_errors
+def pause_cmd(jobs: tuple[str, ...], all_jobs: bool, stop_running: bool, reason: str | None, as_json: bool) -> None:
+    """Pause JOB(s): disable and stop the timer. Survives reboots and daemon-reloads."""
+    from memsched.ops.control import pause
+
+    ctx = app()
+    results = pause(ctx.config(), ctx.scope, _jobs_argument(jobs, all_jobs, "pause"), stop_running=stop_running, reason=reason)
+    if as_json:
+        echo_json([{"job": r.job, "was_paused": r.was_paused, "stopped_running": r.stopped_running} for r in results])
+        return
+    for r in results:
+        extra = f"; stopped {', '.join(r.stopped_running)}" if r.stopped_running else ""
+        click.echo(f"{r.job}: {'still ' if r.was_paused else ''}paused{extra}")
+
+
+@click.command("resume")
+@click.argument("jobs", nargs=-1)
+@click.option("--all", "all_jobs", is_flag=True, help="Resume every enabled job.")
+@click.option("--skip-missed", is_flag=True, help="Do not catch up a slot missed while paused.")
+@json_option
+@common_options
+@handle_errors
+def resume_cmd(jobs: tuple[str, ...], all_jobs: bool, skip_missed: bool, as_json: bool) -> None:
+    """Resume JOB(s): enable and start the timer; say whether a missed slot is caught up."""
+    from memsched.ops.control import resume
+
+    ctx = app()
+    results = resume(ctx.config(), ctx.scope, _jobs_argument(jobs, all_jobs, "resume"), skip_missed=skip_missed)
+    if as_json:
+        echo_json(
+            [
+                {"job": r.job, "was_paused": r.was_paused, "missed_slot": r.missed_slot.isoformat() if r.missed_slot else None, "catch_up": r.catch_up}
+                for r in results
+            ]
+        )
+        return
+    for r in results:
+        if r.missed_slot is None:
+            note = "no slot was missed"
+        elif r.catch_up:
+            note = f"the slot missed at {r.missed_slot:%Y-%m-%d %H:%M:%S}Z is caught up now (Persistent=)"
+        else:
+            note = f"the slot missed at {r.missed_slot:%Y-%m-%d %H:%M:%S}Z is not caught up"
+        click.echo(f"{r.job}: resumed{'' if r.was_paused else ' (was not paused)'}; {note}")
+
+
+@click.command("run")
+@click.argument("job")
+@click.option("--wait", is_flag=True, help="Follow the run and exit with its result.")
+@json_option
+@common_options
+@handle_errors
+def run_cmd(job: str, wait: bool, as_json: bool) -> None:
+    """Run JOB now through systemd (same unit, limits, journal and accounting as a scheduled run).
+
+    With --wait, exit with the run's exit code (0 success, 1 failed, 75 interrupted).
+    """
+    from memsched.ops.control import run_now
+
+    ctx = app()
+    outcome = run_now(ctx.config(), ctx.scope, job, wait=wait)
+    if as_json:
+        run = outcome.run
+        echo_json(
+            {
+                "job": outcome.job,
+                "unit": outcome.unit,
+                "waited": outcome.waited,
+                "exit_code": outcome.exit_code,
+                "result": run.result if run else outcome.result,
+                "reason": run.reason if run else None,
+                "invocation_id": outcome.invocation_id,
+                "duration_ms": run.duration_ms if run else None,
+            }
+        )
+    elif not wait:
+        click.echo(f"started {outcome.unit}; follow it with: memsched logs {job} -f")
+    else:
+        run = outcome.run
+        result = run.result if run else outcome.result
+        reason = f": {run.reason}" if run and run.reason else ""
+        click.echo(f"{outcome.unit}: {result}{reason} (exit {outcome.exit_code})")
+    if wait and outcome.exit_code:
+        sys.exit(outcome.exit_code)
+
+
+@click.command("history")
+@click.argument("job")
+@click.option("-n", "limit", type=int, default=20, show_default=True, help="How many records.")
+@utc_option
+@json_option
+@common_options
+@handle_errors
+def history_cmd(job: str, limit: int, utc: bool, as_json: bool) -> None:
+    """Show JOB's past runs and skipped slots: start, duration, result, reason, exit code, invocation id."""
+    from memsched.ops.logs import history
+    from memsched.ops.status import iso_ms
+
+    ctx = app()
+    records = history(ctx.config(), ctx.scope, job, limit)
+    if as_json:
+        echo_json(
+            [
+                {
+                    "id": r.id,
+                    "job": r.job,
+                    "started": iso_ms(r.started_ms),
+                    "started_ms": r.started_ms,
+                    "ended_ms": r.ended_ms,
+                    "duration_ms": r.duration_ms,
+                    "result": r.result,
+                    "reason": r.reason,
+                    "exit_code": r.exit_code,
+                    "invocation_id": r.invocation_id,
+                    "trigger": r.trigger,
+                    "instance": r.instance,
+                    "metadata": r.metadata,
+                }
+                for r in records
+            ]
+        )
+        return
+    rows = [
+        [
+            _time(r.started_ms, utc),
+            _duration(r.duration_ms) if r.result != "skipped" else "-",
+            r.result,
+            "-" if r.exit_code is None else str(r.exit_code),
+            r.trigger,
+            r.invocation_id or "-",
+            r.reason or "",
+        ]
+        for r in records
+    ]
+    echo_table(["STARTED", "DURATION", "RESULT", "EXIT", "TRIGGER", "INVOCATION", "REASON"], rows)
+
+
+@click.command("logs")
+@click.argument("job")
+@click.option("-n", "lines", type=int, default=50, show_default=True, help="How many lines.")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
+@click.option("--run", "invocation", default=None, metavar="INVOCATION_ID", help="Only this run (see `memsched history`).")
+@common_options
+@handle_errors
+def logs_cmd(job: str, lines: int, follow: bool, invocation: str | None) -> None:
+    """Show JOB's journal output (every run, or one with --run)."""
+    from memsched.ops.logs import journal_command
+
+    ctx = app()
+    argv = journal_command(ctx.config(), ctx.scope, job, lines=lines, follow=follow, invocation=invocation)
+    sys.stdout.flush()
+    os.execv(argv[0], argv)
+
+
+@click.command("doctor")
+@json_option
+@common_options
+@handle_errors
+def doctor_cmd(as_json: bool) -> None:
+    """Find drift (hand-edited, missing or stale units, timers that disagree with pauses, failed units,
+    no linger) and say how to fix each. Exit 1 when an error is found."""
+    from memsched.ops.doctor import doctor
+
+    ctx = app()
+    findings = doctor(ctx.config(), ctx.scope)
+    errors = [f for f in findings if f.severity == "error"]
+    if as_json:
+        echo_json({"ok": not errors, "findings": [f.__dict__ for f in findings]})
+    elif not findings:
+        click.echo("no problems found")
+    else:
+        for f in findings:
+            click.echo(f"{f.severity}: {f.job + ': ' if f.job else ''}{f.problem}\n  fix: {f.fix}")
+    if errors:
+        sys.exit(EXIT_FAILURE)

@@ -1,0 +1,83 @@
+"""Find drift between the config, the installed units, the registry and systemd; say how to fix each."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pwd
+from dataclasses import dataclass
+from pathlib import Path
+
+from memsched.config.load import Config
+from memsched.paths import unit_dir as default_unit_dir
+from memsched.registry import open_registry
+from memsched.systemd.install import is_owned_text, plan_install
+from memsched.systemd.manager import ManagerClient
+
+
+@dataclass
+class Finding:
+    """One problem: which job (or None), what is wrong, how to fix it."""
+
+    job: str | None
+    problem: str
+    fix: str
+    severity: str = "error"  # error | warning
+
+
+def doctor(config: Config, scope: str, unit_dir: Path | None = None) -> list[Finding]:
+    """Return every problem found (empty when all is well). Raises ManagerUnavailable when no manager answers."""
+    from memsched.ops.units import render_context
+    from memsched.systemd.render import render_all
+
+    target = unit_dir or default_unit_dir(scope)
+    findings: list[Finding] = []
+    with ManagerClient(scope) as manager, open_registry(config, scope) as registry:
+        rendered = render_all(config, render_context(config, scope, manager=manager))
+        recorded = {u.name: u for u in registry.installed_units(target)}
+        plan = plan_install(rendered, target, scope, list(recorded.values()))
+        for change in plan.changes:
+            path = change.path
+            if change.action == "add":
+                findings.append(Finding(change.job, f"{change.name} is not installed", "run `memsched install-units`"))
+            elif change.action == "conflict":
+                findings.append(Finding(change.job, f"{path} exists but memsched does not own it", "move it away or rename the job"))
+            elif change.action == "delete":
+                findings.append(Finding(change.job, f"{change.name} is installed but no enabled job needs it", "run `memsched install-units` (it removes it)"))
+            elif change.action == "update":
+                current = change.old or ""
+                known = recorded.get(change.name)
+                if known is not None and hashlib.sha256(current.encode()).hexdigest() != known.sha256:
+                    findings.append(
+                        Finding(change.job, f"{path} was edited by hand", "run `memsched install-units` to restore it (change the config instead)")
+                    )
+                else:
+                    findings.append(Finding(change.job, f"{change.name} is stale against the config", "run `memsched install-units`"))
+            elif change.action == "unchanged" and change.name not in recorded and is_owned_text(change.old or ""):
+                findings.append(Finding(change.job, f"{change.name} is not in the registry's record", "run `memsched install-units`", "warning"))
+        pauses = registry.pauses()
+        for job in config.enabled_jobs.values():
+            timer = f"memsched-{job.name}.timer"
+            service = f"memsched-{job.name}.service"
+            props = manager.properties(timer)
+            if props.get("LoadState") != "loaded":
+                continue
+            enabled = manager.unit_file_state(timer) == "enabled"
+            active = props.get("ActiveState") == "active"
+            if job.name in pauses and (enabled or active):
+                findings.append(Finding(job.name, "paused, but its timer is enabled or running", f"run `memsched pause {job.name}` again, or `memsched resume {job.name}`"))
+            if job.name not in pauses and not enabled:
+                findings.append(Finding(job.name, "its timer is disabled but the job is not paused", f"run `memsched resume {job.name}` (or `memsched pause {job.name}` to keep it off)"))
+            elif job.name not in pauses and not active:
+                findings.append(Finding(job.name, "its timer is enabled but not running", f"run `memsched resume {job.name}`"))
+            if manager.properties(service).get("ActiveState") == "failed":
+                findings.append(
+                    Finding(job.name, f"{service} is in the failed state (its last run failed)", f"see `memsched logs {job.name}`; clear with `systemctl {'--user ' if scope == 'user' else ''}reset-failed {service}`")
+                )
+    if scope == "user" and not os.environ.get("MEMSCHED_SANDBOX"):
+        user = pwd.getpwuid(os.getuid()).pw_name
+        if not Path(f"/var/lib/systemd/linger/{user}").exists():
+            findings.append(
+                Finding(None, f"the user manager of {user} has no linger: timers stop when {user} logs out", f"run `loginctl enable-linger {user}`", "warning")
+            )
+    return findings

@@ -1,0 +1,251 @@
+"""The scheduler's view of every job: systemd's state and next elapse, the registry's counts and last run.
+
+Returns data, never prints; the CLI and the gRPC facade both render it, so they
+cannot disagree. Imports stay light: no templating, no cron iteration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from memsched.config.load import Config, JobConfig
+from memsched.errors import ManagerUnavailable, UnknownJobError
+from memsched.registry import JobCounts, PauseRecord, Registry, RunRecord, open_registry
+from memsched.systemd.manager import SERVICE_IFACE, TIMER_IFACE, USEC_INFINITY, ManagerClient
+
+STATES = ("idle", "running", "paused", "failed", "not installed")
+_ACTIVE = ("active", "activating", "deactivating", "reloading")
+
+
+def timer_unit(job: str) -> str:
+    return f"memsched-{job}.timer"
+
+
+def service_unit(job: str) -> str:
+    return f"memsched-{job}.service"
+
+
+@dataclass
+class JobStatus:
+    """One job as the registry and systemd see it (times in ms since the epoch, 0 when unknown)."""
+
+    job_name: str
+    cron_expr: str
+    timezone: str
+    kind: str
+    overlap: str
+    state: str
+    is_running: bool
+    is_paused: bool
+    installed: bool
+    next_run_ms: int
+    run_count: int
+    error_count: int
+    skip_count: int
+    last_run: RunRecord | None
+    last_skip: RunRecord | None = None
+    pause: PauseRecord | None = None
+    timer_active_state: str = ""
+    timer_enabled: str = ""
+    service_active_state: str = ""
+    running_instances: list[str] = field(default_factory=list)
+
+    @property
+    def last_run_ms(self) -> int:
+        return self.last_run.started_ms if self.last_run else 0
+
+    @property
+    def last_duration_ms(self) -> int:
+        return int(self.last_run.duration_ms or 0) if self.last_run else 0
+
+    @property
+    def last_result(self) -> str | None:
+        return self.last_run.result if self.last_run else None
+
+    @property
+    def last_error(self) -> str | None:
+        if self.last_run and self.last_run.result in ("failed", "interrupted"):
+            return self.last_run.reason
+        return None
+
+    @property
+    def last_run_metadata(self) -> dict[str, str]:
+        return dict(self.last_run.metadata) if self.last_run else {}
+
+
+@dataclass
+class SchedulerStatus:
+    """All jobs; ``scheduler_running`` is whether the systemd manager answered."""
+
+    scheduler_running: bool
+    scope: str
+    jobs: list[JobStatus]
+    manager_version: str = ""
+
+
+def _usec_to_ms(value: Any) -> int:
+    try:
+        usec = int(value)
+    except (TypeError, ValueError):
+        return 0
+    return 0 if usec in (0, USEC_INFINITY) else usec // 1000
+
+
+def job_status(
+    job: JobConfig,
+    timer_props: dict[str, Any] | None,
+    service_props: dict[str, Any] | None,
+    instances: list[str],
+    counts: JobCounts | None,
+    last_run: RunRecord | None,
+    last_skip: RunRecord | None,
+    pause: PauseRecord | None,
+) -> JobStatus:
+    """Combine systemd's and the registry's knowledge of one job."""
+    timer_props = timer_props or {}
+    service_props = service_props or {}
+    installed = timer_props.get("LoadState") == "loaded"
+    service_state = str(service_props.get("ActiveState", ""))
+    running = service_state in ("activating", "active", "deactivating") or bool(instances)
+    if job.overlap == "concurrent":
+        running = bool(instances)
+    if not installed:
+        state = "not installed"
+    elif running:
+        state = "running"
+    elif pause is not None:
+        state = "paused"
+    elif service_state == "failed":
+        state = "failed"
+    else:
+        state = "idle"
+    counts = counts or JobCounts()
+    next_ms = _usec_to_ms(timer_props.get("NextElapseUSecRealtime")) if timer_props.get("ActiveState") in _ACTIVE else 0
+    return JobStatus(
+        job_name=job.name,
+        cron_expr=job.cron,
+        timezone=job.timezone,
+        kind=job.kind,
+        overlap=job.overlap,
+        state=state,
+        is_running=running,
+        is_paused=pause is not None,
+        installed=installed,
+        next_run_ms=next_ms,
+        run_count=counts.runs,
+        error_count=counts.errors,
+        skip_count=counts.skips,
+        last_run=last_run,
+        last_skip=last_skip,
+        pause=pause,
+        timer_active_state=str(timer_props.get("ActiveState", "")),
+        timer_enabled=str(timer_props.get("UnitFileState", "")),
+        service_active_state=service_state,
+        running_instances=instances,
+    )
+
+
+def resolve_jobs(config: Config, names: list[str] | None) -> list[JobConfig]:
+    """Return the named jobs (all enabled jobs when ``names`` is empty); unknown names raise UnknownJobError."""
+    if not names:
+        return list(config.enabled_jobs.values())
+    jobs = []
+    for name in names:
+        if name not in config.jobs:
+            raise UnknownJobError(name, sorted(config.jobs))
+        jobs.append(config.jobs[name])
+    return jobs
+
+
+def read_status(config: Config, scope: str, names: list[str] | None = None, registry: Registry | None = None) -> SchedulerStatus:
+    """Return the status of the named jobs (default: every enabled job).
+
+    When the manager is unreachable the registry's part is still returned, with
+    ``scheduler_running`` False. Raises :class:`UnknownJobError` for unknown names.
+    """
+    jobs = resolve_jobs(config, names)
+    own = registry is None
+    registry = registry or open_registry(config, scope)
+    try:
+        counts = registry.counts()
+        last_runs = registry.last_runs()
+        last_skips = registry.last_skips()
+        pauses = registry.pauses()
+    finally:
+        if own:
+            registry.close()
+    props: dict[str, dict[str, Any]] = {}
+    instances: dict[str, list[str]] = {}
+    version = ""
+    running = True
+    try:
+        with ManagerClient(scope) as manager:
+            version = manager.version()
+            for job in jobs:
+                props[timer_unit(job.name)] = manager.properties(timer_unit(job.name), "org.freedesktop.systemd1.Unit", TIMER_IFACE)
+                props[service_unit(job.name)] = manager.properties(service_unit(job.name), "org.freedesktop.systemd1.Unit", SERVICE_IFACE)
+            concurrent = [j.name for j in jobs if j.overlap == "concurrent"]
+            if concurrent:
+                for unit in manager.list_units([f"memsched-{name}@*.service" for name in concurrent]):
+                    if unit["active_state"] in _ACTIVE:
+                        instances.setdefault(unit["name"].split("@")[0][len("memsched-") :], []).append(unit["name"])
+    except ManagerUnavailable:
+        running = False
+    statuses = [
+        job_status(
+            job,
+            props.get(timer_unit(job.name)),
+            props.get(service_unit(job.name)),
+            instances.get(job.name, []),
+            counts.get(job.name),
+            last_runs.get(job.name),
+            last_skips.get(job.name),
+            pauses.get(job.name),
+        )
+        for job in jobs
+    ]
+    return SchedulerStatus(scheduler_running=running, scope=scope, jobs=statuses, manager_version=version)
+
+
+def iso_ms(ms: int) -> str | None:
+    """Return ms since the epoch as ISO 8601 UTC (None for 0)."""
+    if not ms:
+        return None
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
+
+
+def job_status_dict(status: JobStatus) -> dict[str, Any]:
+    """Return the status as a JSON-ready dict: every field of the original registry, times as ISO and ms."""
+    last = status.last_run
+    return {
+        "job_name": status.job_name,
+        "cron_expr": status.cron_expr,
+        "timezone": status.timezone,
+        "kind": status.kind,
+        "overlap": status.overlap,
+        "state": status.state,
+        "is_running": status.is_running,
+        "is_paused": status.is_paused,
+        "installed": status.installed,
+        "last_run": iso_ms(status.last_run_ms),
+        "last_run_ms": status.last_run_ms,
+        "last_duration_ms": status.last_duration_ms,
+        "last_result": status.last_result,
+        "last_error": status.last_error,
+        "last_exit_code": last.exit_code if last else None,
+        "last_invocation_id": last.invocation_id if last else None,
+        "last_run_metadata": status.last_run_metadata,
+        "next_run": iso_ms(status.next_run_ms),
+        "next_run_ms": status.next_run_ms,
+        "run_count": status.run_count,
+        "error_count": status.error_count,
+        "skip_count": status.skip_count,
+        "last_skip": iso_ms(status.last_skip.started_ms) if status.last_skip else None,
+        "last_skip_reason": status.last_skip.reason if status.last_skip else None,
+        "paused_by": status.pause.paused_by if status.pause else None,
+        "paused_at": iso_ms(status.pause.paused_ms) if status.pause else None,
+        "running_instances": status.running_instances,
+    }
