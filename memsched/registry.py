@@ -126,20 +126,22 @@ class Registry:
     # ------------------------------------------------------------ lifecycle
 
     def open(self, create: bool = True) -> Registry:
-        """Open (creating and migrating when ``create``) and return self.
+        """Open (creating and migrating the file when ``create``; else an empty registry if none exists) and return self.
 
         Raises :class:`MemschedError` when the file cannot be opened.
         """
+        target = str(self.path)
         if not create and not self.path.exists():
-            raise MemschedError(f"no run registry at {self.path}")
+            target = ":memory:"  # nothing recorded yet: read an empty registry, create no file
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, timeout=self.busy_timeout_ms / 1000, isolation_level=None)
+            if target != ":memory:":
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(target, timeout=self.busy_timeout_ms / 1000, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise MemschedError(f"cannot open the run registry {self.path}: {exc}") from None
         db.row_factory = sqlite3.Row
         db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-        if db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        if target != ":memory:" and db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = NORMAL")
         self._db = db
@@ -391,12 +393,15 @@ def _pid_alive(pid: int) -> bool:
         return False
 
 
-def open_registry(config: object, scope: str, env: dict[str, str] | None = None) -> Registry:
-    """Open the registry the config names (``[registry] path``), or the scope's default."""
+def open_registry(config: object, scope: str, env: dict[str, str] | None = None, create: bool = True) -> Registry:
+    """Open the registry the config names (``[registry] path``), or the scope's default.
+
+    With ``create`` False a missing registry reads as empty and no file is created.
+    """
     from memsched.paths import registry_path
 
     configured = ""
     settings = getattr(config, "settings", {}) or {}
     if "registry" in settings:
         configured = str(settings["registry"].get("path") or "")
-    return Registry(Path(configured) if configured else registry_path(scope, env)).open()
+    return Registry(Path(configured) if configured else registry_path(scope, env)).open(create=create)

@@ -32,6 +32,8 @@ COMMANDS = {
     "history": "memsched.cli.jobs:history_cmd",
     "logs": "memsched.cli.jobs:logs_cmd",
     "doctor": "memsched.cli.jobs:doctor_cmd",
+    "ingest": "memsched.cli.memory:ingest_cmd",
+    "toc": "memsched.cli.memory:toc_group",
 }
 
 

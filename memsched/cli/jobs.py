@@ -42,13 +42,13 @@ def _jobs_argument(names: tuple[str, ...], all_jobs: bool, verb: str) -> list[st
 
 
 @click.command("status")
-@click.argument("job", required=False)
+@click.argument("jobs", nargs=-1)
 @utc_option
 @json_option
 @common_options
 @handle_errors
-def status_cmd(job: str | None, utc: bool, as_json: bool) -> None:
-    """Show every job (or JOB): state, last run, result, duration, next run, counts.
+def status_cmd(jobs: tuple[str, ...], utc: bool, as_json: bool) -> None:
+    """Show every job (or the JOBS named): state, last run, result, duration, next run, counts.
 
     STATE is idle, running, paused, failed or not installed. NEXT RUN is
     systemd's own next elapse (random delay included); counts come from the run
@@ -57,7 +57,7 @@ def status_cmd(job: str | None, utc: bool, as_json: bool) -> None:
     from memsched.ops.status import job_status_dict, read_status
 
     ctx = app()
-    status = read_status(ctx.config(), ctx.scope, [job] if job else None)
+    status = read_status(ctx.config(), ctx.scope, list(jobs) or None, require_manager=True)
     if as_json:
         echo_json(
             {
@@ -83,8 +83,6 @@ def status_cmd(job: str | None, utc: bool, as_json: bool) -> None:
         for j in status.jobs
     ]
     echo_table(["JOB", "STATE", "LAST RUN", "RESULT", "DURATION", "NEXT RUN", "RUNS", "ERRORS", "SKIPS"], rows)
-    if not status.scheduler_running:
-        click.echo(f"note: no {status.scope} manager reachable: states and next runs are unknown (see `memsched doctor`)", err=True)
 
 
 @click.command("pause")

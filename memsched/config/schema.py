@@ -252,6 +252,85 @@ SECTIONS: tuple[Section, ...] = (
             ),
         ),
     ),
+    Section(
+        "store",
+        "The memory store: one SQLite file (WAL mode) holding events, the TOC and rollup checkpoints. "
+        "See docs/store.md.",
+        (
+            Option(
+                "path",
+                "string",
+                "Store database file (`~` expanded; a relative path is relative to the config file's "
+                "directory). Empty: $XDG_DATA_HOME/memsched/memory.db (user scope) or "
+                "/var/lib/memsched/memory.db (system scope).",
+                default="",
+            ),
+            Option(
+                "busy_timeout",
+                "duration",
+                "Longest a process waits in total for another one's lock on the store (ingest, rollup, "
+                "compaction share it) before failing with a clear error. 0: do not wait.",
+                default=30_000,
+            ),
+        ),
+    ),
+    Section(
+        "summarizer",
+        "What writes the summaries of rolled-up periods. Segments are always summarised locally "
+        "at build time (deterministic, offline); see docs/store.md.",
+        (
+            Option(
+                "kind",
+                "enum",
+                "`local`: extractive, deterministic, no network. `openai`: any OpenAI-compatible chat "
+                "completions API. `anthropic`: the Anthropic messages API.",
+                choices=("local", "openai", "anthropic"),
+                default="local",
+            ),
+            Option(
+                "model",
+                "string",
+                "Model name sent to the API. Empty: gpt-4o-mini (openai) or claude-3-5-haiku-latest (anthropic).",
+                default="",
+            ),
+            Option(
+                "base_url",
+                "string",
+                "API base URL. Empty: https://api.openai.com/v1 (openai; requests go to <base_url>/chat/completions) "
+                "or https://api.anthropic.com (anthropic; requests go to <base_url>/v1/messages).",
+                default="",
+            ),
+            Option(
+                "api_key",
+                "string",
+                "API key. Prefer leaving it empty and setting the variable api_key_env names, so the key "
+                "stays out of the config file.",
+                default="",
+            ),
+            Option(
+                "api_key_env",
+                "string",
+                "Environment variable holding the API key when api_key is empty. Empty: OPENAI_API_KEY "
+                "(openai) or ANTHROPIC_API_KEY (anthropic).",
+                default="",
+            ),
+            Option(
+                "timeout",
+                "duration",
+                "Timeout of one API request (connecting, and each read of the answer).",
+                default=60_000,
+            ),
+            Option(
+                "retries",
+                "integer",
+                "Retries of a failed API request (connection errors, timeouts, HTTP 408/429/5xx, answers "
+                "that are not the JSON asked for), with exponential backoff from 1s.",
+                default=3,
+                minimum=0,
+                maximum=10,
+            ),
+        ),
+    ),
 )
 """Top-level tables besides [jobs]; each feature that needs settings adds its section here."""
 

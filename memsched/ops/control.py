@@ -14,7 +14,7 @@ from memsched.config.load import Config, JobConfig
 from memsched.errors import MemschedError
 from memsched.ops.status import resolve_jobs, service_unit, timer_unit
 from memsched.registry import RunRecord, open_registry
-from memsched.systemd.manager import SERVICE_IFACE, TIMER_IFACE, USEC_INFINITY, ManagerClient
+from memsched.systemd.manager import SERVICE_IFACE, TIMER_IFACE, ManagerClient
 
 
 class RunRefused(MemschedError):
@@ -85,16 +85,18 @@ def resume(config: Config, scope: str, names: list[str] | None, *, skip_missed: 
     jobs = resolve_jobs(config, names)
     results = []
     with open_registry(config, scope) as registry, ManagerClient(scope) as manager:
+        pauses = registry.pauses()
         for job in jobs:
-            was_paused = registry.resume(job.name)
             timer = timer_unit(job.name)
             props = manager.properties(timer, "org.freedesktop.systemd1.Unit", TIMER_IFACE)
             if props.get("LoadState") != "loaded":
                 raise MemschedError(f"job {job.name!r} has no units installed; run `memsched install-units` first")
-            last_us = int(props.get("LastTriggerUSec") or 0)
+            was_paused = registry.resume(job.name)
             missed = None
-            if last_us and last_us != USEC_INFINITY:
-                upcoming = calendar_next(list(job.on_calendar), datetime.fromtimestamp(last_us / 1e6, timezone.utc), 1)
+            record = pauses.get(job.name)
+            if record is not None:
+                since = datetime.fromtimestamp(record.paused_ms / 1000, timezone.utc)
+                upcoming = calendar_next(list(job.on_calendar), since, 1)
                 if upcoming and upcoming[0] <= datetime.now(timezone.utc):
                     missed = upcoming[0]
             catch_up = bool(missed) and job.catch_up and not skip_missed
@@ -168,6 +170,11 @@ def run_now(config: Config, scope: str, name: str, *, wait: bool = False, timeou
     with open_registry(config, scope) as registry:
         if outcome.invocation_id:
             outcome.run = registry.find_run(job.name, outcome.invocation_id)
-    if outcome.run is not None and outcome.run.exit_code is not None:
-        outcome.exit_code = outcome.run.exit_code
+    run = outcome.run
+    if run is not None and run.exit_code is not None:
+        outcome.exit_code = run.exit_code
+        # A command job that failed reports its own exit status, not the runner's generic 1.
+        status = run.metadata.get("exit_status", "")
+        if run.result == "failed" and status.isdigit() and 0 < int(status) < 256:
+            outcome.exit_code = int(status)
     return outcome

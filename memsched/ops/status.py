@@ -14,7 +14,7 @@ from memsched.errors import ManagerUnavailable, UnknownJobError
 from memsched.registry import JobCounts, PauseRecord, Registry, RunRecord, open_registry
 from memsched.systemd.manager import SERVICE_IFACE, TIMER_IFACE, USEC_INFINITY, ManagerClient
 
-STATES = ("idle", "running", "paused", "failed", "not installed")
+STATES = ("idle", "running", "paused", "failed", "not installed", "unknown")
 _ACTIVE = ("active", "activating", "deactivating", "reloading")
 
 
@@ -146,6 +146,12 @@ def job_status(
     )
 
 
+def _unknown_if(unknown: bool, status: JobStatus) -> JobStatus:
+    if unknown:
+        status.state = "unknown"
+    return status
+
+
 def resolve_jobs(config: Config, names: list[str] | None) -> list[JobConfig]:
     """Return the named jobs (all enabled jobs when ``names`` is empty); unknown names raise UnknownJobError."""
     if not names:
@@ -158,15 +164,18 @@ def resolve_jobs(config: Config, names: list[str] | None) -> list[JobConfig]:
     return jobs
 
 
-def read_status(config: Config, scope: str, names: list[str] | None = None, registry: Registry | None = None) -> SchedulerStatus:
+def read_status(
+    config: Config, scope: str, names: list[str] | None = None, registry: Registry | None = None, require_manager: bool = False
+) -> SchedulerStatus:
     """Return the status of the named jobs (default: every enabled job).
 
     When the manager is unreachable the registry's part is still returned, with
-    ``scheduler_running`` False. Raises :class:`UnknownJobError` for unknown names.
+    ``scheduler_running`` False and state "unknown" (or, with ``require_manager``,
+    :class:`ManagerUnavailable` is raised). Raises :class:`UnknownJobError` for unknown names.
     """
     jobs = resolve_jobs(config, names)
     own = registry is None
-    registry = registry or open_registry(config, scope)
+    registry = registry or open_registry(config, scope, create=False)
     try:
         counts = registry.counts()
         last_runs = registry.last_runs()
@@ -191,9 +200,11 @@ def read_status(config: Config, scope: str, names: list[str] | None = None, regi
                     if unit["active_state"] in _ACTIVE:
                         instances.setdefault(unit["name"].split("@")[0][len("memsched-") :], []).append(unit["name"])
     except ManagerUnavailable:
+        if require_manager:
+            raise
         running = False
     statuses = [
-        job_status(
+        _unknown_if(not running, job_status(
             job,
             props.get(timer_unit(job.name)),
             props.get(service_unit(job.name)),
@@ -202,7 +213,7 @@ def read_status(config: Config, scope: str, names: list[str] | None = None, regi
             last_runs.get(job.name),
             last_skips.get(job.name),
             pauses.get(job.name),
-        )
+        ))
         for job in jobs
     ]
     return SchedulerStatus(scheduler_running=running, scope=scope, jobs=statuses, manager_version=version)

@@ -1,13 +1,14 @@
 """The default summarizer: local, extractive, deterministic, no network.
 
-Events: keywords are the most frequent content words (3+ letters, stop words
-dropped) in the first 400 characters of each event; bullets are the first sentences
+Events: keywords are the most frequent content words (3+ letters, stop words and
+log noise dropped) in the first 400 characters of each event, a user's words
+counting 3 times, an assistant's twice and a tool's once; bullets are the first sentences
 of up to five events, chosen for their role (user > assistant > tool) and how many of
 those keywords they hold, listed in time order; the title is the first user
 message's first sentence (else the top keywords). Children: keywords are merged by
-rank, bullets are the children's bullets that best cover the merged keywords (at
-most ceil(5 / children) from each child so no child crowds out the rest, in time
-order, keeping their grips), the title is the child title that covers the keywords best.
+rank, bullets are the children's bullets that best cover the merged keywords
+(tool output ranked last; at most ceil(5 / children) from each child so no child
+crowds out the rest; in time order, keeping their grips), the title is the child title that covers the keywords best.
 
 When there is too little text for three bullets, factual bullets (counts, time span,
 what the period covers) make up the rest. Ties are broken by position, never by hash
@@ -46,6 +47,7 @@ STOPWORDS = frozenset(
     get got use used using one two see also may might need needs want wants make made know
     way well new now going let's i'm it's don't can't that's there's here's we're you're i've
     via per etc true false none null return self def import class file line lines
+    took info debug warn warning trace error errors
     """.split()
 )
 
@@ -61,7 +63,7 @@ def _first_sentence(text: str) -> str:
 
 
 def _top_keywords(counts: Counter[str], order: dict[str, int]) -> list[str]:
-    ranked = sorted(counts, key=lambda w: (-counts[w], order[w]))
+    ranked = sorted((w for w in counts if counts[w] > 0), key=lambda w: (-counts[w], order[w]))
     return ranked[:MAX_KEYWORDS]
 
 
@@ -90,12 +92,14 @@ class LocalSummarizer:
         event_words: list[set[str]] = []
         for event in events:
             words = _words(event.text)
-            counts.update(words)
+            role_weight = _ROLE_WEIGHT.get(event.role, 0.0)
             for word in words:
-                order.setdefault(word, len(order))
+                counts[word] += role_weight
+                if word not in order:
+                    order[word] = len(order)
             event_words.append(set(words))
         keywords = _top_keywords(counts, order)
-        weight = {w: 1.0 + i for i, w in enumerate(reversed(keywords))}
+        keyword_weight = {w: 1.0 + i for i, w in enumerate(reversed(keywords))}
 
         candidates = []
         for index, event in enumerate(events):
@@ -104,7 +108,7 @@ class LocalSummarizer:
             sentence = _first_sentence(event.text)
             if not sentence.strip():
                 continue
-            coverage = sum(weight.get(w, 0.0) for w in event_words[index])
+            coverage = sum(keyword_weight.get(w, 0.0) for w in event_words[index])
             score = _ROLE_WEIGHT.get(event.role, 0.0) * 10 + coverage
             text = f"{_ROLE_LABEL.get(event.role, event.role)}: {clip(sentence, BULLET_CHARS)}"
             candidates.append((-score, index, text, event))
@@ -168,7 +172,7 @@ class LocalSummarizer:
             for bullet_index, bullet in enumerate(summary.bullets):
                 if bullet.text == PLACEHOLDER_TEXT:
                     continue
-                score = coverage(bullet.text) + (0.5 if bullet_index == 0 else 0.0)
+                score = coverage(bullet.text) + (0.5 if bullet_index == 0 else 0.0) - (3.0 if bullet.text.startswith("Tool:") else 0.0)
                 candidates.append((-score, child_index, bullet_index, bullet))
         candidates.sort(key=lambda c: (c[0], c[1], c[2]))
         per_child_cap = max(1, math.ceil(MAX_BULLETS / max(1, len(live))))

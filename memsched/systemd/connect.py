@@ -58,15 +58,19 @@ def manager_address(scope: str, env: dict[str, str] | None = None) -> ManagerAdd
 def no_manager_help(scope: str, looked_at: Path | None) -> str:
     """Return the explanation and the options when no manager is reachable for ``scope``."""
     where = f" (nothing listens at {looked_at})" if looked_at else " ($XDG_RUNTIME_DIR is not set)"
-    if scope == "user":
-        head = f"no systemd user manager is reachable{where}."
-    else:
-        head = f"no systemd system manager is reachable{where}: systemd is not running as init here."
-    return (
-        f"{head} What you can do:\n"
-        "  - use the system manager instead: add --system (as root, on a machine booted with systemd);\n"
-        "  - log in with a user session, which starts your user manager, and keep it running while\n"
-        "    you are logged out with `loginctl enable-linger $USER`;\n"
+    sandbox = (
         "  - on a machine without a running systemd (containers, CI): start a private manager with\n"
-        "    `memsched sandbox start`, then `eval \"$(memsched sandbox env)\"`."
+        "    `memsched sandbox start`, then `eval \"$(memsched sandbox env)\"` (it selects --user)."
+    )
+    if scope == "user":
+        return (
+            f"no systemd user manager is reachable{where}. What you can do:\n"
+            "  - use the system manager instead: add --system (as root, on a machine booted with systemd);\n"
+            "  - log in with a user session, which starts your user manager, and keep it running while\n"
+            "    you are logged out with `loginctl enable-linger $USER`;\n" + sandbox
+        )
+    return (
+        f"no systemd system manager is reachable{where}: systemd is not running as init here. What you can do:\n"
+        "  - use your user manager instead: add --user (or set MEMSCHED_SCOPE=user), with a user session\n"
+        "    or `loginctl enable-linger $USER` so it runs while you are logged out;\n" + sandbox
     )

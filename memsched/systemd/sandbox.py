@@ -276,6 +276,24 @@ class Sandbox:
         proc.terminate()
         raise MemschedError(f"the sandbox manager did not become ready within {timeout:.0f}s; see {log}")
 
+    def restart_manager(self, timeout: float = 30.0) -> SandboxState:
+        """Replace the manager with a fresh process on the same directories (what a reboot keeps: files).
+
+        Returns the new state. Raises :class:`MemschedError` when it does not come back.
+        """
+        state = self.load()
+        if state is None:
+            raise MemschedError("the sandbox is not running")
+        old_pid = state.manager_pid
+        os.kill(state.supervisor_pid, signal.SIGUSR1)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            current = self.load()
+            if current is not None and current.manager_pid != old_pid and (self.root / "ready").exists():
+                return current
+            time.sleep(0.02)
+        raise MemschedError(f"the sandbox manager did not come back within {timeout:.0f}s")
+
     def stop(self, timeout: float = 30.0) -> bool:
         """Stop the sandbox and wait until its supervisor has cleaned up.
 
@@ -305,14 +323,18 @@ class Sandbox:
 # ---------------------------------------------------------------------- supervisor
 
 
-def cleanup(state: SandboxState) -> None:
-    """Kill every process left in the sandbox's cgroups and remove its cgroups, files and registry entry."""
+def _cgroup_tops(state: SandboxState) -> list[Path]:
     tops = [Path(c) for c in state.cgroups]
     base_names = {Path(c).relative_to(m).parts[0] for c in state.cgroups for m in _all_hierarchies() if Path(c).is_relative_to(m)}
     for hierarchy in _all_hierarchies():
         for name in base_names:
             if (hierarchy / name) not in tops:
                 tops.append(hierarchy / name)
+    return tops
+
+
+def _kill_processes(tops: list[Path]) -> None:
+    """SIGTERM, then SIGKILL, every process in the cgroup trees, and reap what was ours."""
     for sig in (signal.SIGTERM, signal.SIGKILL):
         pids = set().union(*(_cgroup_pids(t) for t in tops)) if tops else set()
         pids.discard(os.getpid())
@@ -327,6 +349,12 @@ def cleanup(state: SandboxState) -> None:
             pids = {p for p in pids if _pid_alive(p)}
             time.sleep(0.02)
     _reap_children()
+
+
+def cleanup(state: SandboxState) -> None:
+    """Kill every process left in the sandbox's cgroups and remove its cgroups, files and registry entry."""
+    tops = _cgroup_tops(state)
+    _kill_processes(tops)
     for top in tops:
         _remove_cgroup_tree(top)
     shutil.rmtree(state.root, ignore_errors=True)
@@ -413,14 +441,17 @@ def supervise(root: Path, name: str, tie_to_parent: bool) -> int:
     _write_state(registry_entry, state)
 
     stop_requested = False
+    restart_requested = False
 
     def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stop_requested
-        stop_requested = True
+        nonlocal stop_requested, restart_requested
+        if signum == signal.SIGUSR1:
+            restart_requested = True
+        else:
+            stop_requested = True
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGHUP, on_signal)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+        signal.signal(signum, on_signal)
 
     notify_path = root / "notify.sock"
     notify_path.unlink(missing_ok=True)
@@ -450,20 +481,42 @@ def supervise(root: Path, name: str, tie_to_parent: bool) -> int:
         # The manager must die with the supervisor, whatever kills the supervisor.
         _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
-    manager = subprocess.Popen(
-        ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", _NAMESPACE_SCRIPT],
-        env=manager_env,
-        stdin=subprocess.DEVNULL,
-        preexec_fn=enter_cgroup,
-        close_fds=True,
-    )
-    state.manager_pid = manager.pid
-    _write_state(sandbox.state_file, state)
-    _write_state(registry_entry, state)
+    def spawn_manager() -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", _NAMESPACE_SCRIPT],
+            env=manager_env,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=enter_cgroup,
+            close_fds=True,
+        )
+        state.manager_pid = proc.pid
+        _write_state(sandbox.state_file, state)
+        _write_state(registry_entry, state)
+        return proc
 
+    def stop_manager(proc: subprocess.Popen[bytes]) -> None:
+        # SIGTERM makes a user manager start exit.target, stopping every unit gracefully.
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    manager = spawn_manager()
     ready = False
     exit_code = 0
     while not stop_requested:
+        if restart_requested:
+            # A fresh manager process on the same directories: as after a reboot, only what is on disk survives.
+            restart_requested = False
+            (root / "ready").unlink(missing_ok=True)
+            stop_manager(manager)
+            _kill_processes(_cgroup_tops(state))
+            manager = spawn_manager()
+            ready = False
+            continue
         if manager.poll() is not None:
             exit_code = 0 if ready else 1
             print(f"manager exited with status {manager.returncode}", file=sys.stderr, flush=True)
@@ -480,14 +533,7 @@ def supervise(root: Path, name: str, tie_to_parent: bool) -> int:
                 (root / "ready").write_text(str(time.time()))
         _reap_children()
 
-    # Graceful stop: SIGTERM makes a user manager start exit.target, stopping every unit.
-    if manager.poll() is None:
-        manager.send_signal(signal.SIGTERM)
-        try:
-            manager.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            manager.kill()
-            manager.wait()
+    stop_manager(manager)
     notify.close()
     cleanup(state)
     return exit_code

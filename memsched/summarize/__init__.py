@@ -1,0 +1,47 @@
+"""Summarizers: the local extractive one (default) and API ones (OpenAI-compatible, Anthropic).
+
+``make_summarizer(config)`` returns the one ``[summarizer]`` asks for.
+"""
+
+from __future__ import annotations
+
+import os
+
+from memsched.errors import ConfigError
+from memsched.summarize.base import Summarizer, SummarizerError, Summary
+from memsched.summarize.local import LocalSummarizer
+
+__all__ = ["LocalSummarizer", "Summarizer", "SummarizerError", "Summary", "make_summarizer"]
+
+
+def make_summarizer(config: object, env: dict[str, str] | None = None) -> Summarizer:
+    """Return the summarizer ``[summarizer]`` of ``config`` names (local when unset).
+
+    Raises :class:`ConfigError` when an API summarizer has no API key (neither
+    ``summarizer.api_key`` nor the variable ``summarizer.api_key_env`` names).
+    """
+    settings = dict(getattr(config, "settings", {}).get("summarizer", {}) or {})
+    kind = settings.get("kind") or "local"
+    if kind == "local":
+        return LocalSummarizer()
+    from memsched.summarize.api import ApiSummarizer, default_key_env
+
+    env = os.environ if env is None else env
+    key_env = settings.get("api_key_env") or default_key_env(kind)
+    key = settings.get("api_key") or env.get(key_env, "")
+    if not key:
+        raise ConfigError(
+            [("summarizer.api_key", f"summarizer.kind = {kind!r} needs an API key: set summarizer.api_key, or the environment variable {key_env}")],
+            source=str(getattr(config, "source", "") or "") or None,
+        )
+    base_url = str(settings.get("base_url") or "")
+    if base_url and not base_url.startswith(("http://", "https://")):
+        raise ConfigError([("summarizer.base_url", f"{base_url!r}: expected an http:// or https:// URL")], source=str(getattr(config, "source", "") or "") or None)
+    return ApiSummarizer(
+        kind,
+        api_key=key,
+        model=settings.get("model") or None,
+        base_url=base_url or None,
+        timeout_s=int(settings.get("timeout") or 60_000) / 1000,
+        retries=int(settings.get("retries") if settings.get("retries") is not None else 3),
+    )

@@ -1,0 +1,159 @@
+"""Ingest: idempotent on event_id, every bad line reported by number, all-or-nothing by default."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from memsched.ops.memory import MAX_ERRORS_LISTED, IngestRejected, ingest, parse_event_line
+from memsched.store import open_store
+from memsched.store.sample import ulid
+
+import random
+
+T0 = 1_705_329_000_000  # 2024-01-15T14:30:00Z
+
+
+def event(n: int, **over: object) -> dict:
+    rng = random.Random(n)
+    base = {
+        "event_id": ulid(T0 + n * 1000, rng),
+        "session_id": "s1",
+        "timestamp": T0 + n * 1000,
+        "event_type": "user_message",
+        "role": "user",
+        "text": f"message number {n} about sqlite checkpoints",
+        "metadata": {"k": "v"},
+        "agent": "claude",
+    }
+    base.update(over)
+    return base
+
+
+def jsonl(*items: object) -> bytes:
+    out = []
+    for item in items:
+        out.append(item if isinstance(item, bytes) else json.dumps(item).encode())
+    return b"\n".join(out) + b"\n"
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    with open_store(tmp_path / "memory.db") as opened:
+        yield opened
+
+
+def test_ingest_stores_events_and_builds_the_toc(store) -> None:
+    report = ingest(store, io.BytesIO(jsonl(*(event(i) for i in range(10)))))
+    assert (report.lines, report.valid, report.inserted, report.invalid, report.committed) == (10, 10, 10, 0, True)
+    assert store.count_events() == 10
+    assert report.build is not None and report.build.days_built == 1
+    assert [n.node_id for n in store.list_nodes("day")] == ["toc:day:2024-01-15"]
+
+
+def test_ingest_is_idempotent_on_event_id(store) -> None:
+    data = jsonl(*(event(i) for i in range(5)))
+    ingest(store, io.BytesIO(data))
+    versions = store.count_versions()
+    again = ingest(store, io.BytesIO(data + jsonl(event(2))))
+    assert (again.inserted, again.duplicates) == (0, 6)
+    assert store.count_events() == 5
+    assert store.count_versions() == versions  # nothing rebuilt into new versions
+
+
+def test_ulids_are_case_insensitive(store) -> None:
+    e = event(1)
+    ingest(store, io.BytesIO(jsonl(e)))
+    report = ingest(store, io.BytesIO(jsonl(dict(e, event_id=e["event_id"].lower()))))
+    assert report.inserted == 0
+
+
+BAD_LINES = [
+    (b"{not json", "malformed JSON"),
+    (b"[1, 2]", "expected a JSON object, got an array"),
+    (json.dumps({k: v for k, v in event(1).items() if k not in ("role", "text")}).encode(), "missing fields: role, text"),
+    (json.dumps(event(1, timestamp="2024-01-01")).encode(), "timestamp: expected milliseconds"),
+    (json.dumps(event(1, timestamp=1.5)).encode(), "timestamp: expected milliseconds"),
+    (json.dumps(event(1, timestamp=True)).encode(), "timestamp: expected milliseconds"),
+    (json.dumps(event(1, timestamp=-5)).encode(), "timestamp: expected milliseconds"),
+    (json.dumps(event(1, event_type="chat")).encode(), "event_type: expected one of session_start"),
+    (json.dumps(event(1, event_type=["x"])).encode(), "event_type: expected one of"),
+    (json.dumps(event(1, role="robot")).encode(), "role: expected one of user, assistant, system, tool"),
+    (json.dumps(event(1, event_id="not-a-ulid")).encode(), "event_id: expected a ULID"),
+    (json.dumps(event(1, session_id="")).encode(), "session_id: expected a non-empty string"),
+    (json.dumps(event(1, text=None)).encode(), "text: expected a string, got null"),
+    (json.dumps(event(1, metadata={"n": 1})).encode(), "metadata: expected an object whose values are strings"),
+    (json.dumps(event(1, agent=7)).encode(), "agent: expected a string or null"),
+    (json.dumps(event(1, text="lone \ud800 surrogate")).encode(), "text: contains an unpaired UTF-16 surrogate"),
+    (b'{"event_id": "\xff\xfe"}', "invalid UTF-8 at byte 15"),
+]
+
+
+@pytest.mark.parametrize(("line", "reason"), BAD_LINES, ids=[r for _, r in BAD_LINES])
+def test_each_kind_of_bad_line_is_named(line: bytes, reason: str) -> None:
+    parsed = parse_event_line(line)
+    assert isinstance(parsed, str) and reason in parsed
+
+
+def test_a_bad_line_rejects_the_whole_file_and_lists_every_bad_line(store) -> None:
+    data = jsonl(event(0), b"{oops", event(2), event(3, role="robot"), event(4))
+    with pytest.raises(IngestRejected) as caught:
+        ingest(store, io.BytesIO(data), name="events.jsonl")
+    report = caught.value.report
+    assert [(e.line, e.reason.split(":")[0]) for e in report.errors] == [(2, "malformed JSON"), (4, "role")]
+    assert not report.committed and caught.value.exit_code == 2
+    assert "events.jsonl: 2 invalid lines; nothing was ingested" in str(caught.value)
+    assert "line 2: malformed JSON" in str(caught.value) and "line 4: role" in str(caught.value)
+    assert store.count_events() == 0
+    assert store.pending_days() == [] and store.list_nodes() == []
+
+
+def test_skip_invalid_commits_the_good_lines_only(store) -> None:
+    data = jsonl(event(0), b"{oops", event(2), b"", event(4, role="robot"))
+    report = ingest(store, io.BytesIO(data), skip_invalid=True)
+    assert report.committed and report.inserted == 2
+    assert [e.line for e in report.errors] == [2, 5]  # the blank line 4 is skipped, not an error
+    assert store.count_events() == 2
+
+
+def test_huge_line_is_refused_without_reading_it_whole(store) -> None:
+    huge = json.dumps(event(1, text="x" * 5000)).encode()
+    data = jsonl(event(0), huge, event(2))
+    with pytest.raises(IngestRejected) as caught:
+        ingest(store, io.BytesIO(data), max_line_bytes=1000)
+    [error] = caught.value.report.errors
+    assert error.line == 2 and error.reason == f"line too long: {len(huge)} bytes (limit 1000)"
+    report = ingest(store, io.BytesIO(data), max_line_bytes=1000, skip_invalid=True)
+    assert report.inserted == 2
+
+
+def test_line_exactly_at_the_limit_is_accepted(store) -> None:
+    line = json.dumps(event(1))
+    data = (line + "\r\n").encode()
+    report = ingest(store, io.BytesIO(data), max_line_bytes=len(line))
+    assert report.inserted == 1
+
+
+def test_error_listing_is_capped_but_counted(store) -> None:
+    data = b"{bad\n" * (MAX_ERRORS_LISTED + 25)
+    with pytest.raises(IngestRejected) as caught:
+        ingest(store, io.BytesIO(data))
+    report = caught.value.report
+    assert report.invalid == MAX_ERRORS_LISTED + 25 and len(report.errors) == MAX_ERRORS_LISTED
+    assert "... and 25 more" in str(caught.value)
+
+
+def test_utf8_bom_and_unknown_fields_are_tolerated(store) -> None:
+    data = b"\xef\xbb\xbf" + jsonl(dict(event(0), future_field={"x": 1}), dict(event(1), metadata=None, agent=None))
+    report = ingest(store, io.BytesIO(data))
+    assert report.inserted == 2
+
+
+def test_a_batch_larger_than_one_insert_chunk_is_still_one_transaction(store) -> None:
+    good = [event(i) for i in range(4500)]
+    with pytest.raises(IngestRejected):
+        ingest(store, io.BytesIO(jsonl(*good, b"{bad")), build=False)
+    assert store.count_events() == 0
