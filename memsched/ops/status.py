@@ -12,7 +12,7 @@ from typing import Any
 from memsched.config.load import Config, JobConfig
 from memsched.errors import ManagerUnavailable, UnknownJobError
 from memsched.registry import JobCounts, PauseRecord, Registry, RunRecord, open_registry
-from memsched.systemd.manager import SERVICE_IFACE, TIMER_IFACE, USEC_INFINITY, ManagerClient
+from memsched.systemd.manager import TIMER_IFACE, USEC_INFINITY, ManagerClient
 
 STATES = ("idle", "running", "paused", "failed", "not installed", "unknown")
 _ACTIVE = ("active", "activating", "deactivating", "reloading")
@@ -191,9 +191,12 @@ def read_status(
     try:
         with ManagerClient(scope) as manager:
             version = manager.version()
-            for job in jobs:
-                props[timer_unit(job.name)] = manager.properties(timer_unit(job.name), "org.freedesktop.systemd1.Unit", TIMER_IFACE)
-                props[service_unit(job.name)] = manager.properties(service_unit(job.name), "org.freedesktop.systemd1.Unit", SERVICE_IFACE)
+            # One call for every unit's state, then one per installed timer for its next elapse.
+            names = [u for job in jobs for u in (timer_unit(job.name), service_unit(job.name))]
+            for name, row in manager.units_by_names(names).items():
+                props[name] = {"LoadState": row["load_state"], "ActiveState": row["active_state"]}
+                if name.endswith(".timer") and row["load_state"] == "loaded" and row["active_state"] in _ACTIVE:
+                    props[name]["NextElapseUSecRealtime"] = manager.get_property(row["path"], TIMER_IFACE, "NextElapseUSecRealtime")
             concurrent = [j.name for j in jobs if j.overlap == "concurrent"]
             if concurrent:
                 for unit in manager.list_units([f"memsched-{name}@*.service" for name in concurrent]):

@@ -57,8 +57,9 @@ class ManagerClient:
 
     def open(self) -> ManagerClient:
         """Connect. Raises :class:`ManagerUnavailable` or :class:`PermissionDenied` with what to do."""
-        from pystemd.dbuslib import DBus, DBusAddress
+        from memsched.systemd.dbus import dbuslib
 
+        DBus, DBusAddress = dbuslib().DBus, dbuslib().DBusAddress
         address = manager_address(self.scope, self.env)
         try:
             if address.peer_to_peer:
@@ -94,8 +95,9 @@ class ManagerClient:
     # ------------------------------------------------------------ raw calls
 
     def _call(self, path: bytes, interface: bytes, method: bytes, signature: str = "", args: list[Any] | None = None) -> Any:
-        from pystemd.dbuslib import apply_signature
+        from memsched.systemd.dbus import dbuslib
 
+        apply_signature = dbuslib().apply_signature
         if self._bus is None:
             raise RuntimeError("ManagerClient.open() was not called")
         try:
@@ -149,6 +151,17 @@ class ManagerClient:
         rows = self._manager("ListUnitsByPatterns", "asas", [], [p.encode() for p in patterns])
         keys = ("name", "description", "load_state", "active_state", "sub_state", "following", "path", "job_id", "job_type", "job_path")
         return [dict(zip(keys, _decode(r))) for r in rows]
+
+    def units_by_names(self, units: list[str]) -> dict[str, dict[str, Any]]:
+        """Return load/active/sub state and object path of many units in one call (loaded or not)."""
+        rows = self._manager("ListUnitsByNames", "as", [u.encode() for u in units])
+        keys = ("name", "description", "load_state", "active_state", "sub_state", "following", "path", "job_id", "job_type", "job_path")
+        return {row["name"]: row for row in (dict(zip(keys, _decode(r))) for r in rows)}
+
+    def get_property(self, path: str, interface: str, name: str) -> Any:
+        """Return one property of the object at ``path``."""
+        body = self._call(path.encode(), _PROPS_IFACE, b"Get", "ss", [interface.encode(), name.encode()]).body
+        return _decode(body)
 
     def unit_file_state(self, unit: str) -> str:
         try:

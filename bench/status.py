@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Benchmark: `memsched status` with 20 installed jobs against `systemctl --user list-timers --all`.
+
+Runs in a private sandbox manager of its own (needs root). Prints the median
+wall time of each command over N runs, measured in the same run so that the
+ratio cancels the machine's noise, and the imports `memsched status` pays for.
+
+    .venv/bin/python bench/status.py [--runs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import tomli_w
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from memsched.config import schema  # noqa: E402
+from memsched.systemd.sandbox import Sandbox  # noqa: E402
+
+
+def timed(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        samples.append(time.perf_counter() - start)
+        if proc.returncode != 0:
+            raise SystemExit(f"{argv} failed: {proc.stderr.decode()}")
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--jobs", type=int, default=20)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="memsched-bench-"))
+    box = Sandbox(Path("/run/memsched-test") / f"bench{os.getpid()}", "bench")
+    box.start(tie_to_parent=True)
+    try:
+        env = dict(os.environ, **box.env())
+        # An installed package has its bytecode compiled; a session with PYTHONDONTWRITEBYTECODE would not.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        jobs: dict[str, dict] = {name: {"enabled": False} for name in schema.DEFAULT_JOBS}
+        for i in range(args.jobs):
+            jobs[f"job{i:02d}"] = {"kind": "command", "cron": f"{i % 60} 3 * * *", "command": ["/bin/true"]}
+        config = work / "memsched.toml"
+        config.write_text(tomli_w.dumps({"registry": {"path": str(work / "registry.db")}, "jobs": jobs}))
+        memsched = [str(Path(sys.executable).parent / "memsched"), "--config", str(config)]
+        subprocess.run([*memsched, "install-units"], env=env, check=True, stdout=subprocess.DEVNULL)
+        for i in range(3):  # some history, so that the registry is read for real
+            subprocess.run([*memsched, "run", f"job{i:02d}", "--wait"], env=env, check=True, stdout=subprocess.DEVNULL)
+        timed([*memsched, "status"], env, 2)  # warm-up: writes the bytecode caches
+        status = timed([*memsched, "status"], env, args.runs)
+        status_json = timed([*memsched, "status", "--json"], env, args.runs)
+        timers = timed(["systemctl", "--user", "--no-pager", "list-timers", "--all"], env, args.runs)
+        med = {k: statistics.median(v) * 1000 for k, v in (("status", status), ("status --json", status_json), ("list-timers", timers))}
+        print(f"jobs installed: {args.jobs}, runs per command: {args.runs}")
+        for name, value in med.items():
+            print(f"  median {name:14s} {value:7.1f} ms")
+        print(f"  ratio status / list-timers: {med['status'] / med['list-timers']:.2f}x")
+        imports = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "memsched", "--config", str(config), "status"],
+            env=env, capture_output=True, text=True,
+        ).stderr
+        heavy = [m for m in ("jinja2", "croniter", "grpc", "hypothesis") if f" {m}\n" in imports or f" {m}." in imports]
+        print(f"  heavy modules imported by status: {', '.join(heavy) if heavy else 'none'}")
+    finally:
+        box.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""Crash safety: SIGKILL rollups and compactions at random instants; the store stays consistent and the
+finished TOC equals an uninterrupted run's."""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from memsched.jobs.compaction import run_compaction
+from memsched.jobs.rollup import run_rollup
+from memsched.ops.memory import ingest
+from memsched.store import open_store
+from memsched.store.sample import generate_events, to_jsonl
+from memsched.summarize import LocalSummarizer
+
+START = 1_704_067_200_000  # 2024-01-01
+NOW = START + 110 * 86_400_000
+HOUR = 3_600_000
+ROLLUP_SCRIPT = f"""
+import sys
+from memsched.jobs.rollup import run_rollup
+from memsched.store import open_store
+from memsched.summarize import LocalSummarizer
+with open_store(sys.argv[1]) as store:
+    for level in ("day", "week", "month", "year"):
+        run_rollup(store, level, now_ms={NOW}, min_age_ms={HOUR}, summarizer=LocalSummarizer())
+"""
+COMPACTION_SCRIPT = """
+import sys
+from memsched.jobs.compaction import run_compaction
+run_compaction(sys.argv[1], free_page_threshold=0.01)
+"""
+
+
+def snapshot(path: Path) -> dict[str, tuple]:
+    """Every node (retired included) at its latest version, its version count, and the grips: all but write times."""
+    with open_store(path) as store:
+        conn = store.connection
+        nodes = {
+            row[0]: row[1:]
+            for row in conn.execute(
+                "SELECT n.node_id, n.level, n.start_ms, n.end_ms, n.parent_id, n.latest_version, n.summarized, n.dirty_gen > n.rolled_gen, n.retired, "
+                "v.title, v.summary_title, v.bullets, v.keywords, (SELECT count(*) FROM toc_versions w WHERE w.node_id = n.node_id) "
+                "FROM toc_nodes n JOIN toc_versions v ON v.node_id = n.node_id AND v.version = n.latest_version"
+            )
+        }
+        grips = conn.execute("SELECT * FROM grips ORDER BY grip_id").fetchall()
+        segments = conn.execute("SELECT * FROM segments ORDER BY node_id").fetchall()
+        queue = conn.execute("SELECT count(*) FROM build_queue").fetchone()[0]
+    return {"nodes": nodes, "grips": grips, "segments": segments, "queue": queue}
+
+
+def check_consistent(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        broken = conn.execute(
+            "SELECT n.node_id FROM toc_nodes n WHERE n.latest_version != (SELECT max(version) FROM toc_versions v WHERE v.node_id = n.node_id)"
+        ).fetchall()
+        assert broken == [], "latest pointer and versions disagree"
+    finally:
+        conn.close()
+
+
+
+
+def add_garbage(path: Path) -> None:
+    """Grow the file by about 40 MB and free it again, as deleting old data would."""
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE IF NOT EXISTS scratch (blob)")
+    conn.executemany("INSERT INTO scratch VALUES (?)", ((b"q" * 4000,) for _ in range(10_000)))
+    conn.commit()
+    conn.execute("DROP TABLE scratch")
+    conn.commit()
+    conn.close()
+
+
+@pytest.fixture(scope="module")
+def events() -> list[bytes]:
+    return list(to_jsonl(generate_events(START, 100, seed=21)))
+
+
+def test_sigkill_during_rollup_at_random_instants(tmp_path: Path, events: list[bytes]) -> None:
+    base = tmp_path / "base.db"
+    with open_store(base) as store:
+        ingest(store, iter(events), build=False)  # so the killed runs also build
+    reference = tmp_path / "reference.db"
+    shutil.copy(base, reference)
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-c", ROLLUP_SCRIPT, str(reference)], capture_output=True, timeout=300)
+    duration = time.monotonic() - started
+    assert done.returncode == 0, done.stderr.decode()
+    expected = snapshot(reference)
+    assert expected["queue"] == 0 and len(expected["nodes"]) > 500
+
+    victim = tmp_path / "victim.db"
+    shutil.copy(base, victim)
+    rng = random.Random(1234)
+    killed = 0
+    for _ in range(14):
+        proc = subprocess.Popen([sys.executable, "-c", ROLLUP_SCRIPT, str(victim)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.05, duration * 0.9))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed += 1
+        proc.wait()
+        assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read().decode()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+        check_consistent(victim)
+    assert killed >= 7, "the work finished before most kills: the test lost its point"
+    with open_store(victim) as store:
+        for level in ("day", "week", "month", "year"):
+            run_rollup(store, level, now_ms=NOW, min_age_ms=HOUR, summarizer=LocalSummarizer())
+    check_consistent(victim)
+    assert snapshot(victim) == expected
+
+
+def test_sigkill_during_compaction_at_random_instants(tmp_path: Path, events: list[bytes]) -> None:
+    victim = tmp_path / "victim.db"
+    legacy = sqlite3.connect(victim)
+    legacy.execute("CREATE TABLE legacy (x)")  # auto_vacuum off: compaction will VACUUM, the riskiest step
+    legacy.close()
+    with open_store(victim) as store:
+        ingest(store, iter(events[: len(events) // 3]))
+        for level in ("day", "week", "month", "year"):
+            run_rollup(store, level, now_ms=NOW, min_age_ms=HOUR, summarizer=LocalSummarizer())
+    add_garbage(victim)
+    expected = snapshot(victim)
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", COMPACTION_SCRIPT, str(victim)], check=True, timeout=120)
+    duration = time.monotonic() - started
+    rng = random.Random(99)
+    killed = 0
+    for _ in range(12):
+        add_garbage(victim)  # every run has a VACUUM to be killed in
+        proc = subprocess.Popen([sys.executable, "-c", COMPACTION_SCRIPT, str(victim)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(rng.uniform(0.1, duration))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            killed += 1
+        proc.wait()
+        assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read().decode()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+        check_consistent(victim)
+        assert snapshot(victim) == expected
+    assert killed >= 6, "the work finished before most kills: the test lost its point"
+    result = run_compaction(victim, free_page_threshold=0.01)
+    assert result.integrity == "ok"
+    with open_store(victim) as store:
+        assert store.pragma("PRAGMA freelist_count", "t") == [(0,)]
+    assert snapshot(victim) == expected
