@@ -107,7 +107,7 @@ def test_sigkill_during_rollup_at_random_instants(tmp_path: Path, events: list[b
     killed = 0
     for _ in range(14):
         proc = subprocess.Popen([sys.executable, "-c", ROLLUP_SCRIPT, str(victim)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.05, duration * 0.9))
+        time.sleep(rng.uniform(0.1, duration / 4))  # short, so most runs die mid-work rather than finish
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             killed += 1
@@ -115,7 +115,7 @@ def test_sigkill_during_rollup_at_random_instants(tmp_path: Path, events: list[b
         assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read().decode()  # type: ignore[union-attr]
         proc.stderr.close()  # type: ignore[union-attr]
         check_consistent(victim)
-    assert killed >= 7, "the work finished before most kills: the test lost its point"
+    assert killed >= 10, "the work finished before most kills: the test lost its point"
     with open_store(victim) as store:
         for level in ("day", "week", "month", "year"):
             run_rollup(store, level, now_ms=NOW, min_age_ms=HOUR, summarizer=LocalSummarizer())

@@ -112,7 +112,8 @@ JOB_OPTIONS: tuple[Option, ...] = (
     Option(
         "timeout",
         "duration",
-        "Longest a run may take before systemd stops it (TimeoutStartSec=).",
+        "Longest a run may take before systemd stops it (TimeoutStartSec=). A rollup or compaction "
+        "still making progress near the limit is given more time (EXTEND_TIMEOUT_USEC=), up to twice this.",
         default=1_800_000,
     ),
     Option(

@@ -26,6 +26,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -45,11 +46,24 @@ GATE_ERROR = 255
 
 @dataclass
 class RunControl:
-    """Cancellation and progress for the work of one run."""
+    """Cancellation and progress for the work of one run.
+
+    Progress is published as ``STATUS=``. A run that is still making progress
+    when it nears its timeout gets more time with ``EXTEND_TIMEOUT_USEC=``, a
+    tenth of the timeout at a time and never past twice the configured timeout:
+    a backlog after downtime is finished, a stuck run is still stopped.
+    """
 
     notifier: object | None = None
+    timeout_ms: int = 0
+    started_monotonic: float = field(default_factory=time.monotonic)
     stop_requested: threading.Event = field(default_factory=threading.Event)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    deadline_ms: float = 0.0
+    extended_ms: int = 0
+
+    def __post_init__(self) -> None:
+        self.deadline_ms = float(self.timeout_ms)
 
     def should_stop(self) -> bool:
         return self.stop_requested.is_set()
@@ -65,6 +79,18 @@ class RunControl:
 
     def progress(self, done: int, total: int, item: str = "") -> None:
         self.status(f"{done}/{total} {item}".strip())
+        self._extend_if_needed()
+
+    def _extend_if_needed(self) -> None:
+        if self.notifier is None or not self.timeout_ms:
+            return
+        elapsed = (time.monotonic() - self.started_monotonic) * 1000
+        step = max(self.timeout_ms // 10, 1000)
+        if self.deadline_ms - elapsed > step or self.extended_ms + step > self.timeout_ms:
+            return
+        self.deadline_ms += step
+        self.extended_ms += step
+        self.notifier.notify(f"EXTEND_TIMEOUT_USEC={int(self.deadline_ms - elapsed) * 1000}")  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -112,7 +138,7 @@ def execute(config: Config, job: JobConfig, scope: str, instance: str | None = N
         trigger, trigger_ms = ("timer" if instance.startswith("t-") else "manual"), None
     else:
         trigger, trigger_ms = trigger_of_start(job, scope, started)
-    control = RunControl(notifier=_notifier())
+    control = RunControl(notifier=_notifier(), timeout_ms=job.timeout)
     signal.signal(signal.SIGTERM, lambda *_: control.request_stop())
     signal.signal(signal.SIGINT, lambda *_: control.request_stop())
     with open_registry(config, scope) as registry:
