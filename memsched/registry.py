@@ -277,6 +277,10 @@ class Registry:
         ).fetchall()
         return {r["job"]: _run(r) for r in rows}
 
+    def last_successes(self) -> dict[str, int]:
+        """Return each job's latest successful run start (ms), in one query."""
+        return {r[0]: r[1] for r in self.db.execute("SELECT job, MAX(started_ms) FROM runs WHERE result = 'success' GROUP BY job")}
+
     def last_skips(self) -> dict[str, RunRecord]:
         """Return each job's latest skipped slot, in one query."""
         rows = self.db.execute(

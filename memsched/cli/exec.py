@@ -9,7 +9,6 @@ import click
 from memsched.cli.common import app, common_options
 from memsched.errors import MemschedError
 from memsched.jobs import runner
-from memsched.jobs.joblog import JobLog
 from memsched.ops.schedule import get_job
 
 
@@ -50,5 +49,17 @@ def exec_cmd(job: str, as_gate: bool, spawn: bool, instance: str | None) -> None
 @click.argument("job")
 @common_options
 def notify_failure_cmd(job: str) -> None:
-    """Report a failed run of JOB (the memsched-failure@.service unit calls this)."""
-    JobLog(job).error(f"job {job} failed; see: memsched logs {job}, memsched history {job}")
+    """Record a failed run of JOB and run the configured alert command (memsched-failure@.service runs this).
+
+    Exit 0 when recorded (even if the alert command failed: that is logged), 2 for a bad config or job.
+    """
+    from memsched.ops.alerts import notify_failure
+
+    ctx = app()
+    try:
+        report = notify_failure(ctx.config(), ctx.scope, job)
+    except MemschedError as exc:
+        click.echo(f"memsched notify-failure: {exc.message}", err=True)
+        sys.exit(exc.exit_code)
+    if report.command_error:
+        click.echo(f"memsched notify-failure: {report.command_error}", err=True)

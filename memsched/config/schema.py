@@ -332,6 +332,48 @@ SECTIONS: tuple[Section, ...] = (
             ),
         ),
     ),
+    Section(
+        "metrics",
+        "Prometheus metrics for node_exporter's textfile collector, rewritten atomically after every run.",
+        (
+            Option(
+                "textfile",
+                "string",
+                "File to write (e.g. /var/lib/prometheus/node-exporter/memsched.prom). Empty: no metrics.",
+                default="",
+            ),
+        ),
+    ),
+    Section(
+        "alerts",
+        "What happens when a run fails: the memsched-failure@.service unit records the failure and "
+        "runs this command, so you can wire mail, a desktop notification or a webhook.",
+        (
+            Option(
+                "on_failure",
+                "argv",
+                "Program and arguments to run on a failed run (no shell). Its environment holds MEMSCHED_JOB, "
+                "MEMSCHED_INVOCATION_ID, MEMSCHED_RESULT, MEMSCHED_EXIT_STATUS, MEMSCHED_REASON and "
+                "MEMSCHED_LOG (the run's last log lines). Empty: only record and log the failure.",
+                default=(),
+                default_doc="empty (no command)",
+            ),
+            Option(
+                "log_lines",
+                "integer",
+                "How many of the run's last log lines MEMSCHED_LOG carries.",
+                default=20,
+                minimum=0,
+                maximum=1000,
+            ),
+            Option(
+                "timeout",
+                "duration",
+                "Longest the alert command may run.",
+                default=60_000,
+            ),
+        ),
+    ),
 )
 """Top-level tables besides [jobs]; each feature that needs settings adds its section here."""
 

@@ -169,12 +169,26 @@ def execute(config: Config, job: JobConfig, scope: str, instance: str | None = N
         registry.finish_run(run_id, result=outcome, exit_code=code, reason=result.reason, metadata=result.metadata, ended_ms=ended)
         if job.overlap == "skip":
             _record_skipped_slots(registry, job, started, ended, log)
+        _write_metrics(config, registry, log)
         message = f"run {run_id} of {job.name} {outcome} after {(ended - started) / 1000:.3f}s"
         if result.reason:
             message += f": {result.reason}"
         log.line(message, PRIORITY_INFO if result.ok or result.interrupted else PRIORITY_ERR)
         control.status(f"{outcome}")
     return code
+
+
+def _write_metrics(config: Config, registry: Registry, log: JobLog) -> None:
+    """Rewrite the Prometheus textfile when ``[metrics] textfile`` is set; a failure only warns."""
+    path = str((config.settings or {}).get("metrics", {}).get("textfile") or "")
+    if not path:
+        return
+    from memsched.metrics import write_textfile
+
+    try:
+        write_textfile(path, registry, sorted(config.enabled_jobs))
+    except OSError as exc:
+        log.warning(f"cannot write metrics to {path}: {exc.strerror or exc}")
 
 
 def _record_skipped_slots(registry: Registry, job: JobConfig, started_ms: int, ended_ms: int, log: JobLog) -> None:

@@ -36,8 +36,8 @@ def render_context(config: Config, scope: str, systemd_version: int | None = Non
     network = str(settings.get("summarizer", {}).get("kind", "local")) != "local"
     extra_paths: list[str] = []
     if scope == "system":
-        for path in _configured_paths(config):
-            if not str(path).startswith("/var/lib/memsched"):
+        for path in _configured_paths(config, scope):
+            if not str(path).startswith("/var/lib/memsched/"):
                 extra_paths.append(str(path.parent))
     return RenderContext(
         scope=scope,
@@ -49,13 +49,17 @@ def render_context(config: Config, scope: str, systemd_version: int | None = Non
     )
 
 
-def _configured_paths(config: Config) -> list[Path]:
-    paths = []
-    for section in ("store", "registry"):
-        value = str((config.settings or {}).get(section, {}).get("path") or "")
-        if value:
-            paths.append(Path(value))
-    return paths
+def _configured_paths(config: Config, scope: str) -> list[Path]:
+    """Files the jobs write (system scope needs those outside StateDirectory= in ReadWritePaths=)."""
+    from memsched.paths import registry_path
+    from memsched.store import resolve_store_path
+
+    settings = config.settings or {}
+    paths = [resolve_store_path(config, scope), Path(str(settings.get("registry", {}).get("path") or registry_path(scope)))]
+    metrics = str(settings.get("metrics", {}).get("textfile") or "")
+    if metrics:
+        paths.append(Path(metrics))
+    return [p if p.is_absolute() else Path.cwd() / p for p in paths]
 
 
 def render(config: Config, scope: str, systemd_version: int | None = None) -> list[RenderedUnit]:

@@ -243,6 +243,7 @@ def render_job(job: JobConfig, ctx: RenderContext) -> list[RenderedUnit]:
         service_group=ctx.service_group,
         read_write_paths=ctx.read_write_paths,
         network=ctx.network,
+        journal_access=False,
     )
     units = [
         RenderedUnit(
@@ -317,6 +318,7 @@ def render_static(ctx: RenderContext) -> list[RenderedUnit]:
             service_group=ctx.service_group,
             read_write_paths=ctx.read_write_paths,
             network=True,
+            journal_access=True,
         )
         units.append(RenderedUnit(name, text, None))
     return units

@@ -1,0 +1,98 @@
+"""Prometheus textfile metrics after every run, and failure alerts through memsched-failure@.service."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from memsched_testing import command_job, write_config
+from systemd_env import SystemdTestEnv, wait_for
+from test_units_install import install
+
+MEMSCHED = [sys.executable, "-m", "memsched"]
+
+
+def metrics(path: Path) -> dict[tuple[str, tuple], float]:
+    """Parse the textfile with the Prometheus client's own text parser."""
+    values = {}
+    for family in text_string_to_metric_families(path.read_text()):
+        for sample in family.samples:
+            values[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return values
+
+
+def test_metrics_textfile_is_rewritten_after_every_run(tmp_path: Path) -> None:
+    textfile = tmp_path / "collector" / "memsched.prom"
+    config = write_config(
+        tmp_path,
+        {"good": command_job(["/bin/true"], overlap="queue"), "bad": command_job(["/bin/false"], overlap="queue")},
+        extra={"metrics": {"textfile": str(textfile)}},
+    )
+    env = dict(os.environ, MEMSCHED_SCOPE="user", XDG_RUNTIME_DIR="/nonexistent-runtime")
+    for job in ("good", "good", "bad"):
+        subprocess.run([*MEMSCHED, "--config", str(config), "exec", job], env=env, capture_output=True, check=False)
+    values = metrics(textfile)
+    good, bad = (("job", "good"),), (("job", "bad"),)
+    assert values[("memsched_job_runs_total", good)] == 2 and values[("memsched_job_errors_total", good)] == 0
+    assert values[("memsched_job_runs_total", bad)] == 0 and values[("memsched_job_errors_total", bad)] == 1
+    assert values[("memsched_job_last_run_success", good)] == 1 and values[("memsched_job_last_run_success", bad)] == 0
+    assert values[("memsched_job_last_run_result", (("job", "bad"), ("result", "failed")))] == 1
+    db = sqlite3.connect(tmp_path / "registry.db")
+    (last_good_start,) = db.execute("SELECT MAX(started_ms) FROM runs WHERE job = 'good' AND result = 'success'").fetchone()
+    assert values[("memsched_job_last_success_timestamp_seconds", good)] == last_good_start / 1000
+    assert ("memsched_job_last_success_timestamp_seconds", bad) not in values
+    assert values[("memsched_job_last_run_end_timestamp_seconds", good)] >= values[("memsched_job_last_run_start_timestamp_seconds", good)]
+    assert values[("memsched_job_skips_total", good)] == 0
+    inode = textfile.stat().st_ino
+    subprocess.run([*MEMSCHED, "--config", str(config), "exec", "good"], env=env, capture_output=True)
+    assert textfile.stat().st_ino != inode, "replaced by a rename, never rewritten in place"
+    assert metrics(textfile)[("memsched_job_runs_total", good)] == 3
+    assert [p.name for p in textfile.parent.iterdir()] == ["memsched.prom"], "no temporary files left"
+
+
+def test_failure_alert_command_gets_the_run_details(systemd: SystemdTestEnv) -> None:
+    out = systemd.tmp / "alert.env"
+    alert = ["/bin/sh", "-c", f"env | grep '^MEMSCHED_' | sort > '{out}.tmp'; printf '%s' \"$MEMSCHED_LOG\" > '{out}.log'; mv '{out}.tmp' '{out}'"]
+    config = write_config(
+        systemd.tmp,
+        {"breaks": command_job(["/bin/sh", "-c", "echo about-to-break; exit 5"], cron="0 0 1 1 *")},
+        extra={"alerts": {"on_failure": alert}},
+    )
+    install(systemd, config)
+    proc = systemd.memsched("run", "breaks", "--wait", "--json", "--config", str(config))
+    assert proc.returncode == 5
+    wait_for(out.exists, 20, "the alert command to run")
+    env = dict(line.split("=", 1) for line in out.read_text().splitlines())
+    invocation = systemd.show("memsched-breaks.service", "InvocationID")["InvocationID"]
+    assert env["MEMSCHED_JOB"] == "breaks"
+    assert env["MEMSCHED_INVOCATION_ID"] == invocation
+    assert env["MEMSCHED_RESULT"] == "exit-code" and env["MEMSCHED_EXIT_STATUS"] == "1"
+    assert env["MEMSCHED_REASON"] == "command exited with status 5"
+    assert "about-to-break" in Path(f"{out}.log").read_text()
+
+
+def test_a_run_killed_by_its_timeout_is_recorded_by_the_failure_unit(systemd: SystemdTestEnv) -> None:
+    config = write_config(systemd.tmp, {"hangs": command_job(["/bin/sleep", "60"], cron="0 0 1 1 *", timeout="2s")})
+    install(systemd, config)
+    systemd.systemctl("start", "--no-block", "memsched-hangs.service")
+    registry = systemd.tmp / "registry.db"
+
+    def closed() -> tuple | None:
+        if not registry.exists():
+            return None
+        db = sqlite3.connect(registry)
+        row = db.execute("SELECT result, reason FROM runs WHERE job = 'hangs' AND result != 'skipped'").fetchone()
+        db.close()
+        return row if row and row[0] != "running" else None
+
+    def failed() -> tuple | None:
+        row = closed()
+        return row if row and row[0] == "failed" else None
+
+    result, reason = wait_for(failed, 30, "the timed-out run to be recorded as failed")
+    assert "longer than its timeout" in reason
