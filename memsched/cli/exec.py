@@ -6,6 +6,8 @@ import sys
 
 import click
 
+from memsched.cli.reference import complete_jobs
+
 from memsched.cli.common import app, common_options
 from memsched.errors import MemschedError
 from memsched.jobs import runner
@@ -13,7 +15,7 @@ from memsched.ops.schedule import get_job
 
 
 @click.command("exec")
-@click.argument("job")
+@click.argument("job", shell_complete=complete_jobs)
 @click.option("--gate", "as_gate", is_flag=True, help="Only decide whether a timer start may run (overlap = skip on systemd < 257).")
 @click.option("--spawn", is_flag=True, help="Start one instance of the job's template unit and return (overlap = concurrent).")
 @click.option("--instance", default=None, help="The instance name, when running as memsched-JOB@INSTANCE.service.")
@@ -46,7 +48,7 @@ def exec_cmd(job: str, as_gate: bool, spawn: bool, instance: str | None) -> None
 
 
 @click.command("notify-failure")
-@click.argument("job")
+@click.argument("job", shell_complete=complete_jobs)
 @common_options
 def notify_failure_cmd(job: str) -> None:
     """Record a failed run of JOB and run the configured alert command (memsched-failure@.service runs this).

@@ -8,6 +8,8 @@ from datetime import datetime, timezone
 
 import click
 
+from memsched.cli.reference import complete_jobs
+
 from memsched.cli.common import app, common_options, echo_json, echo_table, handle_errors, json_option, usage_fail
 from memsched.errors import EXIT_FAILURE
 
@@ -42,7 +44,7 @@ def _jobs_argument(names: tuple[str, ...], all_jobs: bool, verb: str) -> list[st
 
 
 @click.command("status")
-@click.argument("jobs", nargs=-1)
+@click.argument("jobs", nargs=-1, shell_complete=complete_jobs)
 @utc_option
 @json_option
 @common_options
@@ -86,7 +88,7 @@ def status_cmd(jobs: tuple[str, ...], utc: bool, as_json: bool) -> None:
 
 
 @click.command("pause")
-@click.argument("jobs", nargs=-1)
+@click.argument("jobs", nargs=-1, shell_complete=complete_jobs)
 @click.option("--all", "all_jobs", is_flag=True, help="Pause every enabled job.")
 @click.option("--stop-running", is_flag=True, help="Also stop a run in progress (it ends at a safe point).")
 @click.option("--reason", default=None, help="Why, for the record.")
@@ -108,7 +110,7 @@ def pause_cmd(jobs: tuple[str, ...], all_jobs: bool, stop_running: bool, reason:
 
 
 @click.command("resume")
-@click.argument("jobs", nargs=-1)
+@click.argument("jobs", nargs=-1, shell_complete=complete_jobs)
 @click.option("--all", "all_jobs", is_flag=True, help="Resume every enabled job.")
 @click.option("--skip-missed", is_flag=True, help="Do not catch up a slot missed while paused.")
 @json_option
@@ -139,7 +141,7 @@ def resume_cmd(jobs: tuple[str, ...], all_jobs: bool, skip_missed: bool, as_json
 
 
 @click.command("run")
-@click.argument("job")
+@click.argument("job", shell_complete=complete_jobs)
 @click.option("--wait", is_flag=True, help="Follow the run and exit with its result.")
 @json_option
 @common_options
@@ -179,7 +181,7 @@ def run_cmd(job: str, wait: bool, as_json: bool) -> None:
 
 
 @click.command("history")
-@click.argument("job")
+@click.argument("job", shell_complete=complete_jobs)
 @click.option("-n", "limit", type=int, default=20, show_default=True, help="How many records.")
 @utc_option
 @json_option
@@ -230,7 +232,7 @@ def history_cmd(job: str, limit: int, utc: bool, as_json: bool) -> None:
 
 
 @click.command("logs")
-@click.argument("job")
+@click.argument("job", shell_complete=complete_jobs)
 @click.option("-n", "lines", type=int, default=50, show_default=True, help="How many lines.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("--run", "invocation", default=None, metavar="INVOCATION_ID", help="Only this run (see `memsched history`).")

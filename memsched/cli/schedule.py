@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 
 import click
 
+from memsched.cli.reference import complete_jobs
+
 from memsched.cli.common import app, common_options, echo_json, echo_table, handle_errors, json_option, usage_fail
 from memsched.errors import EXIT_FAILURE, EXIT_USAGE, UsageError
 from memsched.ops import schedule
@@ -41,7 +43,7 @@ def _parse_after(text: str | None, tz: str) -> datetime | None:
 
 
 @click.command("next")
-@click.argument("job", required=False)
+@click.argument("job", required=False, shell_complete=complete_jobs)
 @click.option("--cron", "cron", metavar="EXPR", help="A cron expression instead of a configured JOB.")
 @click.option("--tz", "tz", default=None, help="Time zone for --cron (default UTC).")
 @click.option("-n", "count", type=int, default=5, show_default=True, help="How many fire times.")
