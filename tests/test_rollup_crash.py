@@ -133,7 +133,6 @@ def test_sigkill_during_rollup_at_random_instants(tmp_path: Path, events: list[b
         if proc.returncode == 0:
             break
         progress_seen.add(progress(victim))
-    print("KILLS", killed, len(progress_seen))
     assert killed >= 8 and len(progress_seen) >= 6, (killed, progress_seen)  # killed mid-build and mid-rollup, many times
     with open_store(victim) as store:
         for level in ("day", "week", "month", "year"):

@@ -34,6 +34,7 @@ COMMANDS = {
     "doctor": "memsched.cli.jobs:doctor_cmd",
     "ingest": "memsched.cli.memory:ingest_cmd",
     "toc": "memsched.cli.memory:toc_group",
+    "quickstart": "memsched.cli.quickstart:quickstart_cmd",
     "completion": "memsched.cli.reference:completion_cmd",
     "cli-reference": "memsched.cli.reference:cli_reference_cmd",
 }

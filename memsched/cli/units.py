@@ -23,12 +23,24 @@ dry_run_option = click.option("--dry-run", is_flag=True, help="Show the plan (a 
 @click.option("--scope", type=click.Choice(["user", "system"]), default=None, help="Render for this scope (default: the current one).")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None, help="Write the unit files into this directory.")
 @click.option("--systemd-version", type=click.IntRange(200, 999), default=None, help="Render for this systemd version (default: the installed one).")
+@click.option(
+    "--memsched-path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Absolute path the units run memsched as (default: this installation's; packagers use /usr/bin/memsched).",
+)
+@click.option("--defaults", is_flag=True, help="Render the built-in defaults and let the units find the config themselves (packaging).")
 @common_options
 @handle_errors
-def render_cmd(scope: str | None, out: str | None, systemd_version: int | None) -> None:
+def render_cmd(scope: str | None, out: str | None, systemd_version: int | None, memsched_path: str | None, defaults: bool) -> None:
     """Render the units of every enabled job, without touching systemd."""
+    from memsched.config.load import parse_config
+
     ctx = app()
-    units = units_ops.render(ctx.config(), scope or ctx.scope, systemd_version)
+    if memsched_path is not None and not memsched_path.startswith("/"):
+        raise click.BadParameter("must be an absolute path", param_hint="--memsched-path")
+    config = parse_config({}) if defaults else ctx.config()
+    units = units_ops.render(config, scope or ctx.scope, systemd_version, memsched_path)
     if out:
         target = Path(out)
         target.mkdir(parents=True, exist_ok=True)

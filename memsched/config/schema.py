@@ -374,6 +374,69 @@ SECTIONS: tuple[Section, ...] = (
             ),
         ),
     ),
+    Section(
+        "facade",
+        "The gRPC facade (`memsched serve`): the original daemon's MemoryService scheduler calls "
+        "(GetSchedulerStatus, PauseJob, ResumeJob) plus RunJob and GetJobHistory, socket-activated "
+        "by systemd (memsched-grpc.socket) and gone again when idle. See docs/facade.md.",
+        (
+            Option(
+                "enabled",
+                "boolean",
+                "Install memsched-grpc.socket and memsched-grpc.service with `memsched install-units` "
+                "(and enable and start the socket).",
+                default=False,
+            ),
+            Option(
+                "listen",
+                "string",
+                "Where to listen: `unix:PATH` or `tcp:HOST:PORT`. Empty: the unix socket "
+                "$XDG_RUNTIME_DIR/memsched/grpc.sock (user scope) or /run/memsched/grpc.sock (system scope). "
+                "TCP needs token_file; an address that is not loopback also needs allow_remote.",
+                default="",
+            ),
+            Option(
+                "allow_remote",
+                "boolean",
+                "Allow a TCP address that is not loopback (callers then need the token of token_file).",
+                default=False,
+            ),
+            Option(
+                "token_file",
+                "string",
+                "File holding the bearer token TCP callers must send (`authorization: Bearer TOKEN`). "
+                "Required for TCP; not used on the unix socket.",
+                default="",
+            ),
+            Option(
+                "group",
+                "string",
+                "A group whose members may pause, resume and run jobs over the unix socket (besides the "
+                "service's own user and root); it also becomes the socket's group (mode 0660). Empty: none.",
+                default="",
+            ),
+            Option(
+                "idle_timeout",
+                "duration",
+                "Exit after this long without a call or traffic, so nothing stays resident; the socket "
+                "starts the service again on the next connection. 0: never exit.",
+                default=60_000,
+            ),
+            Option(
+                "watchdog",
+                "duration",
+                "WatchdogSec= of memsched-grpc.service: systemd restarts the server when it stops "
+                "answering for this long. 0: no watchdog.",
+                default=30_000,
+            ),
+            Option(
+                "drain_timeout",
+                "duration",
+                "On stop (SIGTERM) or idle exit, how long calls in flight may take to finish.",
+                default=10_000,
+            ),
+        ),
+    ),
 )
 """Top-level tables besides [jobs]; each feature that needs settings adds its section here."""
 

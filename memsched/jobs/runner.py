@@ -275,10 +275,10 @@ def _pump(stream: object, log: JobLog, priority: int) -> None:
 
 def _run_rollup(config: Config, job: JobConfig, scope: str, control: RunControl) -> WorkResult:
     from memsched.jobs.rollup import run_rollup
-    from memsched.store import open_store, resolve_store_path
+    from memsched.store import open_configured_store
     from memsched.summarize import make_summarizer
 
-    with open_store(resolve_store_path(config, scope)) as store:
+    with open_configured_store(config, scope) as store:
         result = run_rollup(
             store,
             job.level,
@@ -294,9 +294,9 @@ def _run_rollup(config: Config, job: JobConfig, scope: str, control: RunControl)
 
 def _run_compaction(config: Config, job: JobConfig, scope: str, control: RunControl) -> WorkResult:
     from memsched.jobs.compaction import run_compaction
-    from memsched.store import open_store, resolve_store_path
+    from memsched.store import open_configured_store
 
-    with open_store(resolve_store_path(config, scope)) as store:
+    with open_configured_store(config, scope) as store:
         result = run_compaction(store, progress=control.progress, should_stop=control.should_stop)
     interrupted = bool(getattr(result, "interrupted", False))
     return WorkResult(ok=not interrupted, interrupted=interrupted, reason="stopped by SIGTERM at a safe point" if interrupted else None, metadata=result.as_metadata())

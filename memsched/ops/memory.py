@@ -31,7 +31,7 @@ REQUIRED_FIELDS = ("event_id", "session_id", "timestamp", "event_type", "role", 
 _ULID = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
 _EVENT_TYPES = frozenset(EVENT_TYPES)
 _ROLES = frozenset(ROLES)
-_decode_json = json.JSONDecoder().decode
+_raw_decode_json = json.JSONDecoder().raw_decode
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _JSON_TYPE = {dict: "an object", list: "an array", str: "a string", int: "an integer", float: "a number", bool: "a boolean", type(None): "null"}
 
@@ -127,7 +127,10 @@ def parse_event_line(raw: bytes) -> tuple | str:
     except UnicodeDecodeError as exc:
         return f"invalid UTF-8 at byte {exc.start + 1}"
     try:
-        obj = _decode_json(line)
+        stripped = line.strip()
+        obj, end = _raw_decode_json(stripped)
+        if end != len(stripped):
+            raise json.JSONDecodeError("Extra data", stripped, end)
     except json.JSONDecodeError as exc:
         return f"malformed JSON: {exc.msg} (column {exc.colno})"
     except RecursionError:

@@ -28,7 +28,9 @@ from memsched.systemd.render import (
 SYSUSERS_LINE = f'u {SYSTEM_USER} - "memsched maintenance jobs" /var/lib/memsched'
 
 
-def render_context(config: Config, scope: str, systemd_version: int | None = None, manager: ManagerClient | None = None) -> RenderContext:
+def render_context(
+    config: Config, scope: str, systemd_version: int | None = None, manager: ManagerClient | None = None, memsched_path: str | None = None
+) -> RenderContext:
     """Build the rendering context: the memsched command, the config path, the manager's systemd version."""
     if systemd_version is None:
         systemd_version = manager.major_version() if manager is not None else local_systemd_version()
@@ -41,7 +43,7 @@ def render_context(config: Config, scope: str, systemd_version: int | None = Non
                 extra_paths.append(str(path.parent))
     return RenderContext(
         scope=scope,
-        memsched_argv=memsched_command(),
+        memsched_argv=(memsched_path,) if memsched_path else memsched_command(),
         config_path=config.source,
         systemd_version=systemd_version,
         read_write_paths=tuple(sorted(set(extra_paths))),
@@ -62,9 +64,9 @@ def _configured_paths(config: Config, scope: str) -> list[Path]:
     return [p if p.is_absolute() else Path.cwd() / p for p in paths]
 
 
-def render(config: Config, scope: str, systemd_version: int | None = None) -> list[RenderedUnit]:
+def render(config: Config, scope: str, systemd_version: int | None = None, memsched_path: str | None = None) -> list[RenderedUnit]:
     """Return the units the config renders to, without touching systemd."""
-    return render_all(config, render_context(config, scope, systemd_version))
+    return render_all(config, render_context(config, scope, systemd_version, memsched_path=memsched_path))
 
 
 @dataclass

@@ -74,8 +74,11 @@ def _tool_output(rng: random.Random, topic: str, low: int, high: int) -> str:
     return "\n".join(lines)
 
 
-def generate_events(start_ms: int, days: int, *, seed: int = 1, sessions_per_day: tuple[int, int] = (4, 8), turns_per_session: tuple[int, int] = (3, 12), agent: str | None = "claude") -> Iterator[dict]:
-    """Yield sample events for ``days`` days from the UTC day holding ``start_ms``, in time order."""
+def generate_events(start_ms: int, days: int, *, seed: int = 1, sessions_per_day: tuple[int, int] = (4, 8), turns_per_session: tuple[int, int] = (3, 12), pace: float = 1.0, agent: str | None = "claude") -> Iterator[dict]:
+    """Yield sample events for ``days`` days from the UTC day holding ``start_ms``, in time order.
+
+    ``pace`` scales the time between events (0.3: a session goes three times as fast).
+    """
     rng = random.Random(seed)
     pools = _pools(rng)
     topics = sorted(TOPICS)
@@ -94,7 +97,7 @@ def generate_events(start_ms: int, days: int, *, seed: int = 1, sessions_per_day
 
             def event(event_type: str, role: str, text: str, step_ms: int) -> dict:
                 nonlocal clock
-                clock += step_ms
+                clock += int(step_ms * pace)
                 return {"event_id": ulid(clock, rng), "session_id": session, "timestamp": clock, "event_type": event_type, "role": role, "text": text, "metadata": {"topic": topic}, "agent": agent}
 
             yield event("session_start", "system", "", 0)
