@@ -32,7 +32,7 @@ def test_quickstart_runs_every_job_through_a_private_systemd() -> None:
         status = subprocess.run([sys.executable, "-m", "memsched", "status"], env=box_env, capture_output=True, text=True)
         assert status.returncode == 0 and status.stdout.count(" success ") == 5, status.stdout + status.stderr
         timers = subprocess.run(["systemctl", "--user", "list-timers", "--no-legend"], env=box_env, capture_output=True, text=True).stdout
-        assert timers.count("memsched-") == 5
+        assert timers.count(".timer ") == 5 and all(f"memsched-{j}.timer" in timers for j in ("toc_rollup_day", "compaction"))
     finally:
         box.stop()
     assert not SANDBOX_ROOT.exists()
