@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -40,35 +41,65 @@ class ProtoBuildHook(BuildHookInterface):
 
 
 def generate(root: Path, out: Path) -> None:
-    """Run grpc_tools.protoc on the proto; replace ``out`` with the result. Raises RuntimeError on failure."""
-    try:
-        from grpc_tools import protoc
-    except ImportError as exc:  # pragma: no cover - the build requirements install it
-        raise RuntimeError("grpcio-tools is needed to build memsched (it is in [build-system] requires)") from exc
-    include = Path(protoc.__file__).parent / "_proto"
+    """Compile the proto; replace ``out`` with the result. Raises RuntimeError when no compiler can.
+
+    The compiler is grpc_tools.protoc (the build requirement). Where that is missing or
+    too old for the proto (Debian 12's python3-grpc-tools 1.14 predates proto3
+    ``optional``), the system's protoc with grpc_python_plugin is used instead (Debian:
+    protobuf-compiler, protobuf-compiler-grpc): it emits code for the system's own
+    python3-protobuf and python3-grpcio.
+    """
+    errors = []
     with tempfile.TemporaryDirectory() as tmp:
-        # Map the proto under the package path so that the generated modules import each
-        # other as memsched.facade._generated.memory_scheduler_pb2 (not as a top-level module).
-        virtual = f"{PACKAGE_DIR}/memory_scheduler.proto"
-        args = [
-            "grpc_tools.protoc",
-            f"--proto_path={PACKAGE_DIR}={root / 'proto'}",
-            f"--proto_path={include}",
-            f"--python_out={tmp}",
-            f"--pyi_out={tmp}",
-            f"--grpc_python_out={tmp}",
-            virtual,
-        ]
-        code = protoc.main(args)
-        if code != 0:
-            raise RuntimeError(f"protoc failed (exit {code}) on {PROTO}")
-        produced = Path(tmp) / PACKAGE_DIR
+        for number, compiler in enumerate((_grpc_tools_protoc, _system_protoc)):
+            target = Path(tmp) / str(number)
+            target.mkdir()
+            error = compiler(root, target)
+            if error is None:
+                break
+            errors.append(error)
+        else:
+            raise RuntimeError(f"cannot compile {PROTO}: " + "; ".join(errors))
+        produced = target / PACKAGE_DIR
         if out.exists():
             shutil.rmtree(out)
         out.mkdir(parents=True)
         for path in sorted(produced.iterdir()):
             shutil.copy2(path, out / path.name)
         (out / "__init__.py").write_text(INIT_TEXT)
+
+
+def _arguments(root: Path, target: Path) -> list[str]:
+    # Map the proto under the package path so that the generated modules import each
+    # other as memsched.facade._generated.memory_scheduler_pb2 (not as a top-level module).
+    return [
+        f"--proto_path={PACKAGE_DIR}={root / 'proto'}",
+        f"--python_out={target}",
+        f"--pyi_out={target}",
+        f"--grpc_python_out={target}",
+        f"{PACKAGE_DIR}/memory_scheduler.proto",
+    ]
+
+
+def _grpc_tools_protoc(root: Path, target: Path) -> str | None:
+    """Run grpc_tools.protoc; return None on success, else what went wrong."""
+    try:
+        from grpc_tools import protoc
+    except ImportError:
+        return "grpcio-tools is not installed (it is in [build-system] requires)"
+    code = protoc.main(["grpc_tools.protoc", *_arguments(root, target)])
+    return None if code == 0 else f"grpc_tools.protoc exited {code} (see above; too old for proto3 optional?)"
+
+
+def _system_protoc(root: Path, target: Path) -> str | None:
+    """Run the system's protoc with grpc_python_plugin; return None on success, else what went wrong."""
+    protoc, plugin = shutil.which("protoc"), shutil.which("grpc_python_plugin")
+    if protoc is None or plugin is None:
+        return "no system protoc with grpc_python_plugin (Debian: protobuf-compiler, protobuf-compiler-grpc)"
+    proc = subprocess.run(
+        [protoc, f"--plugin=protoc-gen-grpc_python={plugin}", *_arguments(root, target)], capture_output=True, text=True
+    )
+    return None if proc.returncode == 0 else f"{protoc} exited {proc.returncode}: {proc.stderr.strip()}"
 
 
 def _version(text: str) -> tuple[int, ...]:

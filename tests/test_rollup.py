@@ -214,3 +214,22 @@ def test_metadata_is_a_string_map(store, span_events) -> None:
     meta = result.as_metadata()
     assert all(isinstance(k, str) and isinstance(v, str) for k, v in meta.items())
     assert meta["nodes_rolled"] == str(result.nodes_rolled) and int(meta["rolled_week"]) >= 7
+
+
+def test_week_one_across_a_year_end_and_a_week_across_a_month_end(store) -> None:
+    lines = list(to_jsonl(generate_events(ms(2024, 1, 27), 12, seed=31, sessions_per_day=(1, 2), turns_per_session=(1, 3))))
+    lines += list(to_jsonl(generate_events(ms(2024, 12, 26), 14, seed=32, sessions_per_day=(1, 2), turns_per_session=(1, 3))))
+    ingest(store, iter(lines))
+    roll_all(store, ms(2025, 3, 1))
+    nodes = toc(store)
+    w05 = nodes["toc:week:2024:W05"]  # Mon Jan 29 .. Sun Feb 4 2024: Thursday Feb 1
+    assert (w05[1], w05[2], w05[3]) == (ms(2024, 1, 29), ms(2024, 2, 5) - 1, "toc:month:2024:02")
+    assert nodes["toc:month:2024:01"][8] == ("toc:week:2024:W04",)
+    assert nodes["toc:month:2024:02"][8][0] == "toc:week:2024:W05"
+    w01 = nodes["toc:week:2025:W01"]  # Mon Dec 30 2024 .. Sun Jan 5 2025: Thursday Jan 2
+    assert (w01[1], w01[2], w01[3]) == (ms(2024, 12, 30), ms(2025, 1, 6) - 1, "toc:month:2025:01")
+    assert w01[8][:2] == ("toc:day:2024-12-30", "toc:day:2024-12-31")
+    assert nodes["toc:month:2024:12"][8] == ("toc:week:2024:W52",)
+    assert nodes["toc:year:2025"][8] == ("toc:month:2025:01",) and nodes["toc:year:2025"][10] == "pending"  # 2025 not over
+    for node_id in ("toc:week:2024:W05", "toc:week:2025:W01", "toc:month:2024:12", "toc:month:2025:01", "toc:year:2024"):
+        assert nodes[node_id][10] == "current" and nodes[node_id][9] == 2, node_id

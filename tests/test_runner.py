@@ -28,6 +28,11 @@ def records(registry: Path) -> list[dict]:
     return rows
 
 
+def last_run(registry: Path) -> dict:
+    """The latest run record (skipped slots a run overlapped are recorded after it)."""
+    return [r for r in records(registry) if r["result"] != "skipped"][-1]
+
+
 def exec_here(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full = dict(os.environ, MEMSCHED_SCOPE="user", XDG_RUNTIME_DIR="/nonexistent-runtime")
     full.pop("INVOCATION_ID", None)
@@ -41,7 +46,7 @@ def test_exec_outside_systemd_records_the_run_and_prints(tmp_path: Path) -> None
     proc = exec_here(config, "hello")
     assert proc.returncode == 0, proc.stderr
     assert "hi-there" in proc.stdout and "oops" in proc.stderr
-    (run,) = records(tmp_path / "registry.db")
+    run = last_run(tmp_path / "registry.db")
     assert run["result"] == "success" and run["exit_code"] == 0 and run["trigger"] in ("manual", "unknown")
     assert run["duration_ms"] == run["ended_ms"] - run["started_ms"] >= 0
     assert json.loads(run["metadata"])["exit_status"] == "0"
@@ -51,9 +56,9 @@ def test_exec_exit_codes(tmp_path: Path) -> None:
     config = write_config(tmp_path, {"fails": command_job(["/bin/sh", "-c", "exit 7"]), "missing": command_job(["/nonexistent/prog"])})
     failed = exec_here(config, "fails")
     assert failed.returncode == 1
-    assert records(tmp_path / "registry.db")[-1]["reason"] == "command exited with status 7"
+    assert last_run(tmp_path / "registry.db")["reason"] == "command exited with status 7"
     missing = exec_here(config, "missing")
-    assert missing.returncode == 1 and "cannot start '/nonexistent/prog'" in records(tmp_path / "registry.db")[-1]["reason"]
+    assert missing.returncode == 1 and "cannot start '/nonexistent/prog'" in last_run(tmp_path / "registry.db")["reason"]
     unknown = exec_here(config, "nosuch")
     assert unknown.returncode == 2 and "unknown job 'nosuch'" in unknown.stderr
     gate_unknown = exec_here(config, "--gate", "nosuch")
@@ -83,7 +88,7 @@ def test_a_killed_run_is_closed_by_the_next(tmp_path: Path) -> None:
     wait_for(lambda: records(tmp_path / "registry.db"), 10, "the run to start")
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert records(tmp_path / "registry.db")[-1]["result"] == "running"
+    assert last_run(tmp_path / "registry.db")["result"] == "running"
     config2 = write_config(tmp_path, {"long": command_job(["/bin/true"])})
     assert exec_here(config2, "long").returncode == 0
     first, second = [r for r in records(tmp_path / "registry.db") if r["result"] != "skipped"]

@@ -195,3 +195,24 @@ def test_install_without_manager_says_what_to_do(systemd: SystemdTestEnv, tmp_pa
     assert proc.returncode == 3
     assert "no systemd user manager is reachable" in proc.stderr and "memsched sandbox start" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_render_out_and_install_into_a_staging_directory(systemd: SystemdTestEnv, tmp_path: Path) -> None:
+    config = write_config(systemd.tmp, {"alpha": command_job(["/bin/true"], cron="0 * * * *")})
+    out = tmp_path / "rendered"
+    rendered = systemd.memsched("render", "--config", str(config), "--out", str(out))
+    assert rendered.returncode == 0 and sorted(p.name for p in out.iterdir()) == [
+        "memsched-alpha.service",
+        "memsched-alpha.timer",
+        "memsched-failure@.service",
+    ]
+    staging = tmp_path / "staging"
+    report = install(systemd, config, "--unit-dir", str(staging))
+    assert report["summary"]["add"] == 3 and not report["started"]
+    assert any("no manager loaded them" in note for note in report["notes"])
+    assert (staging / "memsched-alpha.timer").read_text() == (out / "memsched-alpha.timer").read_text()
+    assert systemd.show("memsched-alpha.timer", "LoadState")["LoadState"] == "not-found", "the manager was not touched"
+    again = install(systemd, config, "--unit-dir", str(staging))
+    assert again["changes"] == 0
+    gone = systemd.memsched("uninstall-units", "--config", str(config), "--unit-dir", str(staging))
+    assert gone.returncode == 0 and not list(staging.glob("memsched-*"))

@@ -11,7 +11,7 @@ import importlib
 import click
 
 from memsched import __version__
-from memsched.cli.common import common_options
+from memsched.cli.common import common_options, endpoint_option
 
 # command name -> "module:attribute"
 COMMANDS = {
@@ -37,6 +37,7 @@ COMMANDS = {
     "quickstart": "memsched.cli.quickstart:quickstart_cmd",
     "completion": "memsched.cli.reference:completion_cmd",
     "cli-reference": "memsched.cli.reference:cli_reference_cmd",
+    "serve": "memsched.cli.facade:serve_cmd",
 }
 
 
@@ -64,6 +65,7 @@ class LazyGroup(click.Group):
 )
 @click.version_option(__version__, "--version", prog_name="memsched")
 @common_options
+@endpoint_option
 def cli() -> None:
     """memsched: agent-memory maintenance as systemd timers and one-shot services.
 
@@ -71,6 +73,9 @@ def cli() -> None:
     cron expression), 3 no systemd manager reachable, 4 permission denied,
     70 internal error. See docs/exit-codes.md.
     """
+    ctx = click.get_current_context()
+    if ctx.obj is not None and ctx.obj.endpoint and ctx.invoked_subcommand not in ("status", "pause", "resume", "run"):
+        raise click.UsageError(f"--endpoint works with status, pause, resume and run, not {ctx.invoked_subcommand}")
 
 
 def main() -> None:

@@ -96,6 +96,23 @@ def common_options(func: Callable) -> Callable:
     return func
 
 
+def _set_endpoint(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
+    if value is not None:
+        app(ctx).endpoint = value
+
+
+# Only stores the address: nothing gRPC is imported unless a command uses it (see memsched.cli.remote).
+endpoint_option = click.option(
+    "--endpoint",
+    metavar="ADDR",
+    default=None,
+    expose_value=False,
+    callback=_set_endpoint,
+    help="Send status, pause, resume and run to a memsched gRPC facade (unix:PATH or tcp:HOST:PORT; "
+    "token from $MEMSCHED_TOKEN_FILE) instead of the local systemd manager.",
+)
+
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON (stable, for scripts).")
 
 

@@ -59,6 +59,10 @@ def status_cmd(jobs: tuple[str, ...], utc: bool, as_json: bool) -> None:
     from memsched.ops.status import job_status_dict, read_status
 
     ctx = app()
+    if ctx.endpoint:
+        from memsched.cli.remote import remote_status
+
+        return remote_status(ctx.endpoint, list(jobs), utc, as_json)
     status = read_status(ctx.config(), ctx.scope, list(jobs) or None, require_manager=True)
     if as_json:
         echo_json(
@@ -100,6 +104,12 @@ def pause_cmd(jobs: tuple[str, ...], all_jobs: bool, stop_running: bool, reason:
     from memsched.ops.control import pause
 
     ctx = app()
+    if ctx.endpoint:
+        from memsched.cli.remote import refuse, remote_pause_resume
+
+        if stop_running or reason:
+            refuse("--stop-running" if stop_running else "--reason")
+        return remote_pause_resume(ctx.endpoint, "pause", _jobs_argument(jobs, all_jobs, "pause"), as_json)
     results = pause(ctx.config(), ctx.scope, _jobs_argument(jobs, all_jobs, "pause"), stop_running=stop_running, reason=reason)
     if as_json:
         echo_json([{"job": r.job, "was_paused": r.was_paused, "stopped_running": r.stopped_running} for r in results])
@@ -121,6 +131,12 @@ def resume_cmd(jobs: tuple[str, ...], all_jobs: bool, skip_missed: bool, as_json
     from memsched.ops.control import resume
 
     ctx = app()
+    if ctx.endpoint:
+        from memsched.cli.remote import refuse, remote_pause_resume
+
+        if skip_missed:
+            refuse("--skip-missed")
+        return remote_pause_resume(ctx.endpoint, "resume", _jobs_argument(jobs, all_jobs, "resume"), as_json)
     results = resume(ctx.config(), ctx.scope, _jobs_argument(jobs, all_jobs, "resume"), skip_missed=skip_missed)
     if as_json:
         echo_json(
@@ -154,6 +170,10 @@ def run_cmd(job: str, wait: bool, as_json: bool) -> None:
     from memsched.ops.control import run_now
 
     ctx = app()
+    if ctx.endpoint:
+        from memsched.cli.remote import remote_run
+
+        return remote_run(ctx.endpoint, job, wait, as_json)
     outcome = run_now(ctx.config(), ctx.scope, job, wait=wait)
     if as_json:
         run = outcome.run

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from memsched.config.load import Config
 from memsched.errors import ManagerUnavailable, MemschedError, PermissionDenied, UsageError
+from memsched.facade.units import apply_facade, facade_unit_vars
 from memsched.paths import unit_dir as default_unit_dir
 from memsched.registry import Registry, open_registry
 from memsched.systemd.install import InstallPlan, plan_install, remove_files, write_files
@@ -48,6 +49,7 @@ def render_context(
         systemd_version=systemd_version,
         read_write_paths=tuple(sorted(set(extra_paths))),
         network=network,
+        facade=facade_unit_vars(config, scope),
     )
 
 
@@ -153,6 +155,8 @@ def _apply(
     custom_dir: bool,
 ) -> None:
     deleted = plan.of("delete")
+    if manager is not None and custom_dir and str(plan.unit_dir) not in _unit_paths(manager):
+        manager = None  # the manager does not read this directory: files only
     if manager is not None:
         # Stop and disable what goes away before its files disappear, running concurrent instances included.
         for change in deleted:
@@ -160,16 +164,15 @@ def _apply(
                 for unit in manager.list_units([change.name.replace("@.", "@*.")]):
                     manager.stop(unit["name"])
                     report.stopped.append(unit["name"])
-            if change.name.endswith(".timer"):
+            if change.name.endswith((".timer", ".socket")):
                 manager.disable([change.name])
-            if change.name.endswith((".timer", ".service")) and "@." not in change.name:
+            if change.name.endswith((".timer", ".service", ".socket")) and "@." not in change.name:
                 manager.stop(change.name)
                 report.stopped.append(change.name)
     write_files(plan, registry, config_label)
     remove_files(plan, registry)
     report.applied = True
-    loaded = manager is not None and (not custom_dir or str(plan.unit_dir) in _unit_paths(manager))
-    if not loaded:
+    if manager is None:
         report.notes.append(f"units written to {plan.unit_dir}; no manager loaded them (it does not read that directory)")
         return
     assert manager is not None
@@ -196,6 +199,7 @@ def _apply(
         elif timer in changed:
             manager._manager("RestartUnit", "ss", timer.encode(), b"replace")
             report.restarted.append(timer)
+    apply_facade(manager, plan, report)
 
 
 def _unit_paths(manager: ManagerClient) -> list[str]:

@@ -1,7 +1,7 @@
 """The storage interface: what building, rollups, ingest and the CLI need from a store.
 
 SQLite (:mod:`memsched.store.sqlite`) is the one implementation; another engine
-implements these two protocols. Compaction is engine-specific and lives with the
+implements these protocols. Compaction is engine-specific and lives with the
 engine's job (:mod:`memsched.jobs.compaction` for SQLite).
 """
 

@@ -98,7 +98,6 @@ class EventWriter:
         self._days: dict[int, int] = {}
         self._open = False
         self.inserted = 0
-        self.rolled_back = False
 
     def insert(self, rows: Sequence[tuple]) -> int:
         """Insert ``rows`` (event_id, session_id, ts, event_type, role, text, metadata_json, agent, tokens).
@@ -130,7 +129,6 @@ class EventWriter:
         if self._open:
             self._store.connection.execute("ROLLBACK")
             self._open = False
-        self.rolled_back = True
 
     def commit(self) -> None:
         """Queue the touched days for building and commit (a no-op after :meth:`rollback`)."""
@@ -147,8 +145,6 @@ class EventWriter:
 
 class SqliteStore:
     """The memory store in one SQLite file. Construction does no I/O: call :meth:`open`."""
-
-    engine = "sqlite"
 
     def __init__(self, path: Path | str, busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS):
         self.path = Path(path)

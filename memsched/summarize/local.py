@@ -17,10 +17,12 @@ order, so the same input always gives the same summary: rollups stay idempotent.
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections import Counter
 from collections.abc import Sequence
+from itertools import chain
 from datetime import datetime, timezone
 
 from memsched.store.models import PLACEHOLDER_TEXT, Bullet, Event
@@ -52,19 +54,16 @@ STOPWORDS = frozenset(
 )
 
 
-def _words(text: str) -> list[str]:
-    return [w for w in _WORD.findall(text[:KEYWORD_SCAN_CHARS].lower()) if w not in STOPWORDS]
-
-
 def _first_sentence(text: str) -> str:
     head = text.lstrip()[: BULLET_CHARS * 2]
     match = _SENTENCE_END.search(head)
     return head[: match.start()] if match else head
 
 
-def _top_keywords(counts: Counter[str], order: dict[str, int]) -> list[str]:
-    ranked = sorted((w for w in counts if counts[w] > 0), key=lambda w: (-counts[w], order[w]))
-    return ranked[:MAX_KEYWORDS]
+def _top_keywords(counts: dict[str, float], order: dict[str, int]) -> list[str]:
+    """Return the highest-counted words, ties broken by first appearance (``order``)."""
+    best = heapq.nsmallest(MAX_KEYWORDS, ((-n, order[w], w) for w, n in counts.items() if n > 0))
+    return [w for _, _, w in best]
 
 
 def _pad_keywords(keywords: list[str], extra: Sequence[str]) -> tuple[str, ...]:
@@ -87,17 +86,22 @@ class LocalSummarizer:
 
     def summarize_events(self, events: Sequence[Event]) -> Summary:
         """Return the extractive summary of ``events`` (non-empty, in time order); bullets carry ``source_events``."""
-        counts: Counter[str] = Counter()
-        order: dict[str, int] = {}
-        event_words: list[set[str]] = []
+        # Counting is done per role with Counter (C speed); stop words are dropped from the totals.
+        event_words: list[list[str]] = []
+        by_weight: dict[float, list[str]] = {}
         for event in events:
-            words = _words(event.text)
+            words = _WORD.findall(event.text[:KEYWORD_SCAN_CHARS].lower())
+            event_words.append(words)
             role_weight = _ROLE_WEIGHT.get(event.role, 0.0)
-            for word in words:
-                counts[word] += role_weight
-                if word not in order:
-                    order[word] = len(order)
-            event_words.append(set(words))
+            if role_weight:
+                by_weight.setdefault(role_weight, []).extend(words)
+        counts: Counter[str] = Counter()
+        for role_weight, words in by_weight.items():
+            for word, n in Counter(words).items():
+                counts[word] += role_weight * n
+        for word in STOPWORDS & counts.keys():
+            del counts[word]
+        order = {w: i for i, w in enumerate(dict.fromkeys(chain.from_iterable(event_words)))}
         keywords = _top_keywords(counts, order)
         keyword_weight = {w: 1.0 + i for i, w in enumerate(reversed(keywords))}
 
@@ -105,20 +109,19 @@ class LocalSummarizer:
         for index, event in enumerate(events):
             if event.event_type not in _BULLET_TYPES or not event.text.strip():
                 continue
-            sentence = _first_sentence(event.text)
-            if not sentence.strip():
-                continue
-            coverage = sum(keyword_weight.get(w, 0.0) for w in event_words[index])
-            score = _ROLE_WEIGHT.get(event.role, 0.0) * 10 + coverage
-            text = f"{_ROLE_LABEL.get(event.role, event.role)}: {clip(sentence, BULLET_CHARS)}"
-            candidates.append((-score, index, text, event))
-        candidates.sort(key=lambda c: (c[0], c[1]))
+            present = set(event_words[index])
+            coverage = sum(weight for word, weight in keyword_weight.items() if word in present)
+            candidates.append((-(_ROLE_WEIGHT.get(event.role, 0.0) * 10 + coverage), index))
+        candidates.sort()
         chosen: dict[int, Bullet] = {}
         seen: set[str] = set()
-        for _, index, text, event in candidates:
+        for _, index in candidates:  # bullet texts are made only for the best candidates
             if len(chosen) == MAX_BULLETS:
                 break
-            if text in seen:
+            event = events[index]
+            sentence = _first_sentence(event.text)
+            text = f"{_ROLE_LABEL.get(event.role, event.role)}: {clip(sentence, BULLET_CHARS)}"
+            if not sentence.strip() or text in seen:
                 continue
             seen.add(text)
             chosen[index] = Bullet(text, source_events=(event.event_id, event.event_id))

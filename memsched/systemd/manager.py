@@ -187,7 +187,13 @@ class ManagerClient:
         return _decode(self._manager("StartUnit", "ss", unit.encode(), mode.encode()))
 
     def stop(self, unit: str, mode: str = "replace") -> str:
-        return _decode(self._manager("StopUnit", "ss", unit.encode(), mode.encode()))
+        """Stop a unit; a unit that is not loaded is already stopped (returns "")."""
+        try:
+            return _decode(self._manager("StopUnit", "ss", unit.encode(), mode.encode()))
+        except MemschedError as exc:
+            if "not loaded" in str(exc) or "NoSuchUnit" in str(exc):
+                return ""
+            raise
 
     def reset_failed(self, unit: str) -> None:
         try:

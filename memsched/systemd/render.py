@@ -69,6 +69,7 @@ class RenderContext:
     service_group: str = SYSTEM_USER
     read_write_paths: tuple[str, ...] = ()
     network: bool = False
+    facade: dict[str, object] | None = None  # memsched-grpc.* variables (memsched.facade.units); None: not rendered
 
 
 def timer_name(job: str) -> str:
@@ -307,6 +308,8 @@ def render_static(ctx: RenderContext) -> list[RenderedUnit]:
     base = _base_args(ctx)
     units = []
     for name in static_unit_templates():
+        if name.startswith("memsched-grpc.") and ctx.facade is None:
+            continue  # the gRPC facade's units exist only with [facade] enabled = true
         text = env.get_template(f"{name}.j2").render(
             version=__version__,
             job=None,
@@ -319,6 +322,8 @@ def render_static(ctx: RenderContext) -> list[RenderedUnit]:
             read_write_paths=ctx.read_write_paths,
             network=True,
             journal_access=True,
+            facade=ctx.facade,
+            memsched_base=base,
         )
         units.append(RenderedUnit(name, text, None))
     return units

@@ -1,0 +1,269 @@
+"""The front door: accept connections on the public sockets, learn who is calling, relay bytes to gRPC.
+
+Why a relay: gRPC's Python server can neither adopt a listening socket systemd
+passes (``add_insecure_port`` only binds addresses itself, and binding a unix path
+unlinks systemd's socket) nor tell a handler the uid of a unix-socket peer (its
+auth context only says "local"). So memsched accepts every connection itself, on
+the inherited or self-bound sockets, and reads the peer's credentials from the
+kernel (``SO_PEERCRED``: pid, uid, gid of the connecting process, unforgeable).
+It then opens a connection to the real gRPC server on a private unix socket (in a
+0700 directory) from a socket bound to a unique abstract address; gRPC reports that
+address as the call's peer (``unix-abstract:NAME``), and :meth:`Relay.peer_of` maps
+it back to the credentials. Bytes are relayed unchanged in both directions
+(HTTP/2 end to end: flow control, GOAWAY and deadlines work as without the relay).
+
+The relay runs one asyncio loop in a thread of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import secrets
+import socket
+import struct
+import threading
+import time
+from functools import partial
+
+from memsched.facade.auth import Peer
+
+ABSTRACT_PREFIX = "unix-abstract:"
+_UCRED = struct.Struct("3i")
+
+
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """Return (pid, uid, gid) of the process at the other end of a connected unix socket (SO_PEERCRED)."""
+    pid, uid, gid = _UCRED.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size))
+    return pid, uid, gid
+
+
+class Relay:
+    """Accepts on ``listeners`` and relays every connection to the gRPC server at unix ``upstream``.
+
+    ``last_activity`` (time.monotonic) moves with every relayed chunk and
+    connection; ``connections`` counts open ones.
+    """
+
+    def __init__(self, listeners: list[socket.socket], upstream: str, max_connections: int = 1024):
+        self._listeners = listeners
+        self._upstream = upstream
+        self._max = max_connections
+        self._peers: dict[str, Peer] = {}
+        self._tag = f"memsched-facade-{os.getpid()}-{secrets.token_hex(6)}"
+        self._ids = itertools.count(1)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._transports: set[asyncio.BaseTransport] = set()
+        self.connections = 0
+        self.accepted = 0
+        self.last_activity = time.monotonic()
+
+    # ------------------------------------------------------------- lifecycle
+
+    def start(self) -> None:
+        """Start accepting in a background thread. Raises OSError when a listener cannot be served."""
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            try:
+                loop.run_until_complete(self._start_servers())
+            except BaseException as exc:  # reported to start()'s caller
+                failure.append(exc)
+                started.set()
+                return
+            started.set()
+            loop.run_forever()
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="memsched-facade-relay", daemon=True)
+        self._thread.start()
+        started.wait()
+        if failure:
+            raise failure[0]
+
+    async def _start_servers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sock in self._listeners:
+            sock.setblocking(False)
+            transport = "unix" if sock.family == socket.AF_UNIX else "tcp"
+            self._servers.append(await loop.create_server(partial(_ClientSide, self, transport), sock=sock))
+
+    def stop_accepting(self) -> None:
+        """Close the listening sockets (systemd keeps its own copy of an inherited one); open connections go on."""
+        if self._loop is None:
+            return
+
+        async def close() -> None:
+            for server in self._servers:
+                server.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+
+    def close(self) -> None:
+        """Stop accepting, cut every relayed connection, and stop the thread."""
+        if self._loop is None or self._thread is None:
+            return
+        self.stop_accepting()
+
+        async def cut() -> None:
+            for transport in list(self._transports):
+                transport.abort()
+            await asyncio.sleep(0)
+
+        asyncio.run_coroutine_threadsafe(cut(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop = None
+
+    # ------------------------------------------------------------- identity
+
+    def peer_of(self, grpc_peer: str) -> Peer | None:
+        """Return the caller behind a gRPC peer string (``context.peer()``), or None when it did not come through us."""
+        if not grpc_peer.startswith(ABSTRACT_PREFIX):
+            return None
+        return self._peers.get(grpc_peer[len(ABSTRACT_PREFIX) :])
+
+    @staticmethod
+    def _identify(transport: str, sock: socket.socket) -> Peer:
+        if transport == "unix":
+            pid, uid, gid = peer_credentials(sock)
+            return Peer("unix", uid=uid, gid=gid, pid=pid)
+        host, port = sock.getpeername()[:2]
+        return Peer("tcp", address=f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+
+    # ------------------------------------------------------------- relaying
+
+    def _register(self, name: str, peer: Peer, transports: tuple[asyncio.BaseTransport, ...]) -> None:
+        self._peers[name] = peer
+        self._transports.update(transports)
+        self.connections += 1
+
+    def _unregister(self, name: str, transports: tuple[asyncio.BaseTransport, ...]) -> None:
+        if self._peers.pop(name, None) is not None:
+            self.connections -= 1
+        self._transports.difference_update(transports)
+        self.last_activity = time.monotonic()
+
+    def _new_name(self) -> str:
+        return f"{self._tag}-{next(self._ids)}"
+
+
+class _Side(asyncio.Protocol):
+    """One end of a relayed connection; ``other`` is the protocol of the far end.
+
+    Bytes received are written to the other transport; when the other transport's
+    buffer fills, this side stops reading (and starts again when it drains), so a
+    slow reader never makes the relay buffer without bound. An end of file is
+    passed on as a half-close; once both directions ended, or on any error, both
+    connections are closed.
+    """
+
+    def __init__(self, relay: Relay):
+        self.relay = relay
+        self.transport: asyncio.Transport | None = None
+        self.other: _Side | None = None
+        self.eof = False
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.relay.last_activity = time.monotonic()
+        if self.other is not None and self.other.transport is not None and not self.other.closed:
+            self.other.transport.write(data)
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        other = self.other
+        if other is None or other.transport is None or other.closed:
+            return False
+        if other.eof:
+            other.transport.close()
+            return False  # closes ours
+        if other.transport.can_write_eof():
+            other.transport.write_eof()
+        return True  # keep the other direction going
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        other = self.other
+        if other is not None and other.transport is not None and not other.closed:
+            if exc is None:
+                other.transport.close()  # sends what is still buffered first
+            else:
+                other.transport.abort()
+        self.lost()
+
+    def lost(self) -> None:
+        """Hook for the client side's bookkeeping."""
+
+    def pause_writing(self) -> None:
+        if self.other is not None and self.other.transport is not None and not self.other.closed:
+            self.other.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.other is not None and self.other.transport is not None and not self.other.closed:
+            self.other.transport.resume_reading()
+
+
+class _ClientSide(_Side):
+    """A caller's connection: identified on arrival, paused until the upstream connection is up."""
+
+    def __init__(self, relay: Relay, kind: str):
+        super().__init__(relay)
+        self.kind = kind
+        self.name = ""
+        self.pair: tuple[asyncio.BaseTransport, ...] = ()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        relay = self.relay
+        relay.accepted += 1
+        relay.last_activity = time.monotonic()
+        if relay.connections >= relay._max:
+            transport.abort()
+            return
+        try:
+            peer = relay._identify(self.kind, transport.get_extra_info("socket"))
+        except OSError:
+            transport.abort()
+            return
+        transport.pause_reading()  # nothing to send it to yet  # type: ignore[attr-defined]
+        asyncio.get_running_loop().create_task(self._connect(peer))
+
+    async def _connect(self, peer: Peer) -> None:
+        relay = self.relay
+        loop = asyncio.get_running_loop()
+        name = relay._new_name()
+        upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        upstream.setblocking(False)
+        try:
+            upstream.bind("\0" + name)
+            await loop.sock_connect(upstream, relay._upstream)
+            up_transport, up_side = await loop.create_connection(lambda: _Side(relay), sock=upstream)
+        except OSError:
+            upstream.close()
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        if self.closed or self.transport is None:
+            up_transport.abort()
+            return
+        up_side.other, self.other = self, up_side
+        self.name = name
+        self.pair = (self.transport, up_transport)
+        relay._register(name, peer, self.pair)
+        self.transport.resume_reading()
+
+    def lost(self) -> None:
+        if self.name:
+            self.relay._unregister(self.name, self.pair)
