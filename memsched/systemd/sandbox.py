@@ -379,21 +379,34 @@ def _reap_children() -> None:
 
 
 def reap_stale() -> list[str]:
-    """Tear down sandboxes whose supervisor died without cleaning up. Returns their roots."""
+    """Tear down sandboxes whose supervisor died without cleaning up. Returns what was reaped.
+
+    Sandboxes listed in the registry with a dead supervisor are cleaned up
+    (processes, cgroups, directory); sandbox cgroups that no live sandbox owns
+    (their registry entry is gone too) are emptied and removed.
+    """
     reaped = []
-    if not REGISTRY_DIR.is_dir():
-        return reaped
-    for entry in REGISTRY_DIR.glob("*.json"):
+    live_cgroups: set[str] = set()
+    for entry in REGISTRY_DIR.glob("*.json") if REGISTRY_DIR.is_dir() else []:
         try:
             state = SandboxState(**json.loads(entry.read_text()))
         except (OSError, ValueError, TypeError):
             entry.unlink(missing_ok=True)
             continue
         if _pid_alive(state.supervisor_pid):
+            live_cgroups.update(Path(c).name for c in state.cgroups)
             continue
         cleanup(state)
         entry.unlink(missing_ok=True)
         reaped.append(state.root)
+    for hierarchy in _all_hierarchies():
+        for orphan in hierarchy.glob("memsched_sandbox_*.slice"):
+            if orphan.name in live_cgroups:
+                continue
+            _kill_processes([orphan])
+            _remove_cgroup_tree(orphan)
+            if not orphan.exists():
+                reaped.append(str(orphan))
     return reaped
 
 
