@@ -22,17 +22,17 @@ import threading
 import time
 from pathlib import Path
 
-import tomli_w
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import grpc  # noqa: E402
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
 
-from memsched.config import schema  # noqa: E402
 from memsched.facade._generated import memory_scheduler_pb2 as pb  # noqa: E402
 from memsched.facade._generated import memory_scheduler_pb2_grpc as pb_grpc  # noqa: E402
 from memsched.systemd.sandbox import Sandbox  # noqa: E402
+
+from _setup import install_jobs  # noqa: E402
 
 
 def fire(stubs: list, make_call, calls: int, concurrency: int) -> tuple[float, list[float], int]:
@@ -77,16 +77,7 @@ def main() -> None:
     box.start(tie_to_parent=True)
     server = None
     try:
-        env = dict(os.environ, **box.env())
-        jobs: dict[str, dict] = {name: {"enabled": False} for name in schema.DEFAULT_JOBS}
-        for i in range(args.jobs):
-            jobs[f"job{i:02d}"] = {"kind": "command", "cron": f"{i % 60} 3 * * *", "command": ["/bin/true"]}
-        config = work / "memsched.toml"
-        config.write_text(tomli_w.dumps({"registry": {"path": str(work / "registry.db")}, "jobs": jobs}))
-        memsched = [str(Path(sys.executable).parent / "memsched"), "--config", str(config)]
-        subprocess.run([*memsched, "install-units"], env=env, check=True, stdout=subprocess.DEVNULL)
-        for i in range(3):  # some history, so that the registry is read for real
-            subprocess.run([*memsched, "run", f"job{i:02d}", "--wait"], env=env, check=True, stdout=subprocess.DEVNULL)
+        env, memsched = install_jobs(box, work, args.jobs)
         sock = work / "grpc.sock"
         server = subprocess.Popen([*memsched, "serve", "--listen", f"unix:{sock}"], env=env, stderr=subprocess.DEVNULL)
         channels = [grpc.insecure_channel(f"unix:{sock}") for _ in range(args.channels)]

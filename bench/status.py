@@ -19,12 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-import tomli_w
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from memsched.config import schema  # noqa: E402
 from memsched.systemd.sandbox import Sandbox  # noqa: E402
+
+from _setup import install_jobs  # noqa: E402
 
 
 def timed(argv: list[str], env: dict[str, str], runs: int) -> list[float]:
@@ -47,18 +47,7 @@ def main() -> None:
     box = Sandbox(Path("/run/memsched-test") / f"bench{os.getpid()}", "bench")
     box.start(tie_to_parent=True)
     try:
-        env = dict(os.environ, **box.env())
-        # An installed package has its bytecode compiled; a session with PYTHONDONTWRITEBYTECODE would not.
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        jobs: dict[str, dict] = {name: {"enabled": False} for name in schema.DEFAULT_JOBS}
-        for i in range(args.jobs):
-            jobs[f"job{i:02d}"] = {"kind": "command", "cron": f"{i % 60} 3 * * *", "command": ["/bin/true"]}
-        config = work / "memsched.toml"
-        config.write_text(tomli_w.dumps({"registry": {"path": str(work / "registry.db")}, "jobs": jobs}))
-        memsched = [str(Path(sys.executable).parent / "memsched"), "--config", str(config)]
-        subprocess.run([*memsched, "install-units"], env=env, check=True, stdout=subprocess.DEVNULL)
-        for i in range(3):  # some history, so that the registry is read for real
-            subprocess.run([*memsched, "run", f"job{i:02d}", "--wait"], env=env, check=True, stdout=subprocess.DEVNULL)
+        env, memsched = install_jobs(box, work, args.jobs)
         timed([*memsched, "status"], env, 2)  # warm-up: writes the bytecode caches
         status = timed([*memsched, "status"], env, args.runs)
         status_json = timed([*memsched, "status", "--json"], env, args.runs)
@@ -69,7 +58,7 @@ def main() -> None:
             print(f"  median {name:14s} {value:7.1f} ms")
         print(f"  ratio status / list-timers: {med['status'] / med['list-timers']:.2f}x")
         imports = subprocess.run(
-            [sys.executable, "-X", "importtime", "-m", "memsched", "--config", str(config), "status"],
+            [sys.executable, "-X", "importtime", "-m", "memsched", *memsched[1:], "status"],
             env=env, capture_output=True, text=True,
         ).stderr
         heavy = [m for m in ("jinja2", "croniter", "grpc", "hypothesis") if f" {m}\n" in imports or f" {m}." in imports]

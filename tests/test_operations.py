@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from datetime import datetime
 from pathlib import Path
 
 import pytest

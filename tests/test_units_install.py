@@ -9,7 +9,6 @@ import sqlite3
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
 
 from memsched_testing import command_job, write_config
 from systemd_env import SystemdTestEnv, wait_for

@@ -37,7 +37,7 @@ def _duration(ms: int | None) -> str:
 
 def _jobs_argument(names: tuple[str, ...], all_jobs: bool, verb: str) -> list[str] | None:
     if all_jobs and names:
-        usage_fail(f"give JOB names or --all, not both")
+        usage_fail("give JOB names or --all, not both")
     if not all_jobs and not names:
         usage_fail(f"name the job(s) to {verb}, or use --all")
     return None if all_jobs else list(names)

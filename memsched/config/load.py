@@ -23,6 +23,7 @@ from memsched.config.durations import parse_duration_ms
 from memsched.cron.calendar import to_on_calendar
 from memsched.cron.parse import CronSpec, parse_cron
 from memsched.errors import ConfigError, CronError, UsageError
+from memsched.text import first_control_char
 
 SCOPES = ("user", "system")
 SYSTEM_CONFIG = Path("/etc/memsched/memsched.toml")
@@ -324,7 +325,7 @@ def convert(option: schema.Option, value: object) -> object:
 
 
 def _refuse_control(text: str) -> None:
-    bad = next((c for c in text if ord(c) < 32 or ord(c) == 127), None)
+    bad = first_control_char(text)
     if bad is not None:
         raise ValueError(f"must not contain control characters (found {bad!r})")
 

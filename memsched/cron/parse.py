@@ -29,6 +29,7 @@ import re
 from dataclasses import dataclass, field
 
 from memsched.errors import CronError
+from memsched.text import first_control_char
 
 SECOND, MINUTE, HOUR, DOM, MONTH, DOW, YEAR = range(7)
 
@@ -126,7 +127,7 @@ def parse_cron(expression: str) -> CronSpec:
     text = expression.strip()
     if not text:
         raise CronError("the cron expression is empty")
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if first_control_char(text) is not None:
         raise CronError("the cron expression contains control characters")
     constructs: set[str] = set()
     if text.startswith("@"):

@@ -29,6 +29,7 @@ from memsched import __version__
 from memsched.config.durations import format_duration_ms
 from memsched.config.load import Config, JobConfig
 from memsched.errors import UsageError
+from memsched.text import first_control_char
 
 UNIT_PREFIX = "memsched-"
 FAILURE_UNIT_TEMPLATE = "memsched-failure@.service"
@@ -100,7 +101,7 @@ class Specifier(str):
 
 
 def _refuse_control(value: str, what: str) -> None:
-    bad = next((c for c in value if ord(c) < 32 or ord(c) == 127), None)
+    bad = first_control_char(value)
     if bad is not None:
         raise RenderError(f"{what} {value!r} contains a control character ({bad!r}); it cannot go into a unit file")
 
