@@ -16,7 +16,6 @@ import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from zoneinfo import available_timezones
 
 from memsched.config import schema
 from memsched.config.durations import parse_duration_ms
@@ -330,16 +329,28 @@ def _refuse_control(text: str) -> None:
         raise ValueError(f"must not contain control characters (found {bad!r})")
 
 
+# Where systemd and Python's zoneinfo look for the tz database (zoneinfo.TZPATH's defaults).
+TZ_DIRS = ("/usr/share/zoneinfo", "/usr/lib/zoneinfo", "/usr/share/lib/zoneinfo", "/etc/zoneinfo")
+_ZONE_NAME = re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$")
+
+
 @cache
-def _zones() -> frozenset[str]:
-    return frozenset(available_timezones())
-
-
 def is_valid_timezone(name: str) -> bool:
-    """True for IANA zone names systemd and Python both know (no paths, no POSIX TZ strings)."""
-    if name in _REFUSED_ZONES or name.startswith(("posix/", "right/")):
+    """True for IANA zone names of the system's tz database (no paths, no POSIX TZ strings).
+
+    Checked as systemd checks it: the name is a TZif file of the database.
+    """
+    if name in _REFUSED_ZONES or name.startswith(("posix/", "right/")) or not _ZONE_NAME.match(name):
         return False
-    return name in _zones()
+    for directory in TZ_DIRS:
+        try:
+            with open(os.path.join(directory, name), "rb") as fh:
+                return fh.read(4) == b"TZif"
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            continue
+        except OSError:
+            return False
+    return False
 
 
 def _type_name(value: object) -> str:
