@@ -99,6 +99,22 @@ def events() -> list[bytes]:
     return list(to_jsonl(generate_events(START, 120, seed=21, sessions_per_day=(8, 14))))
 
 
+
+def _run_killing_after(script: str, victim: Path, delay: float) -> bool:
+    """Run ``script`` on the store in a child process and SIGKILL it after ``delay`` seconds.
+
+    Returns True when it finished on its own before the kill.
+    """
+    proc = subprocess.Popen([sys.executable, "-c", script, str(victim)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(delay)
+    finished = proc.poll() is not None
+    if not finished:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read().decode()  # type: ignore[union-attr]
+    proc.stderr.close()  # type: ignore[union-attr]
+    return finished and proc.returncode == 0
+
 def test_sigkill_during_rollup_at_random_instants(tmp_path: Path, events: list[bytes]) -> None:
     base = tmp_path / "base.db"
     with open_store(base) as store:
@@ -121,16 +137,10 @@ def test_sigkill_during_rollup_at_random_instants(tmp_path: Path, events: list[b
     rng = random.Random(1234)
     killed, progress_seen = 0, set()
     for _ in range(40):  # until a run gets to finish
-        proc = subprocess.Popen([sys.executable, "-c", ROLLUP_SCRIPT, str(victim)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(overhead + rng.uniform(0, work / 10))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            killed += 1
-        proc.wait()
-        assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read().decode()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
+        finished = _run_killing_after(ROLLUP_SCRIPT, victim, overhead + rng.uniform(0, work / 10))
+        killed += not finished
         check_consistent(victim)
-        if proc.returncode == 0:
+        if finished:
             break
         progress_seen.add(progress(victim))
     assert killed >= 8 and len(progress_seen) >= 6, (killed, progress_seen)  # killed mid-build and mid-rollup, many times
@@ -159,14 +169,7 @@ def test_sigkill_during_compaction_at_random_instants(tmp_path: Path, events: li
     killed = 0
     for _ in range(12):
         add_garbage(victim)  # every run has a VACUUM to be killed in
-        proc = subprocess.Popen([sys.executable, "-c", COMPACTION_SCRIPT, str(victim)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(rng.uniform(0.1, duration))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            killed += 1
-        proc.wait()
-        assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read().decode()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
+        killed += not _run_killing_after(COMPACTION_SCRIPT, victim, rng.uniform(0.1, duration))
         check_consistent(victim)
         assert snapshot(victim) == expected
     assert killed >= 6, "the work finished before most kills: the test lost its point"
