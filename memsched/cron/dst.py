@@ -101,6 +101,18 @@ def dst_warnings(spec: CronSpec, zone_name: str, start: datetime, months: int = 
                 )
             )
             continue
+        missed = _missed_after_change(naive_lines, zone_lines, zone_name, tr)
+        if missed:
+            warnings.append(
+                DstWarning(
+                    tr,
+                    missed[0],
+                    f"systemd will not run it at {missed[0]:%Y-%m-%d %H:%M:%S} {zone_name} "
+                    f"({len(missed)} run(s) that day after the daylight-saving change), although that time exists: "
+                    "systemd's calendar code loses them in this zone (seen with Europe/Dublin's negative DST in "
+                    "systemd 252); run the job by hand that day or use another time zone",
+                )
+            )
         # The first wall time the expression names at or after the window start.
         base = window_start.replace(tzinfo=timezone.utc) - timedelta(seconds=1)
         hits = calendar_next(naive_lines, base, 1)
@@ -126,3 +138,36 @@ def dst_warnings(spec: CronSpec, zone_name: str, start: datetime, months: int = 
             )
         warnings.append(DstWarning(tr, wall, message))
     return warnings
+
+
+def _missed_after_change(naive_lines: list[str], zone_lines: list[str], zone_name: str, tr: Transition) -> list[datetime]:
+    """Return wall times (naive) in the hours after a transition that exist but systemd does not fire.
+
+    The wall times the calendar names come from its UTC-suffixed twin (naive
+    wall-clock time); each one that exists that day must be among systemd's
+    elapses in the zone. Times inside the gap, and second occurrences in a fold,
+    are systemd's documented behaviour and not reported here.
+    """
+    zone = ZoneInfo(zone_name)
+    window_start, window_end = tr.wall_window()
+    check_until = window_end + timedelta(hours=3)
+    named = [
+        t.replace(tzinfo=None)
+        for t in calendar_next(naive_lines, window_end.replace(tzinfo=timezone.utc) - timedelta(seconds=1), 2000)
+        if t.replace(tzinfo=None) < check_until
+    ]
+    if not named:
+        return []
+    expected = {}
+    for wall in named:
+        if tr.kind == "fold" and window_start <= wall < window_end:
+            continue  # repeated wall time: which occurrence runs is the fold rule's business
+        instant = wall.replace(tzinfo=zone).astimezone(timezone.utc)
+        if instant.astimezone(zone).replace(tzinfo=None) != wall:
+            continue  # does not exist (inside a gap)
+        expected[instant] = wall
+    first = min(expected) if expected else None
+    if first is None:
+        return []
+    actual = set(calendar_next(zone_lines, first - timedelta(seconds=1), len(expected) + 10))
+    return sorted(wall for instant, wall in expected.items() if instant not in actual)

@@ -142,7 +142,8 @@ def _take(it: croniter, count: int):
 def classify_dst(spec: CronSpec, tz: str, at: datetime) -> tuple[str, str] | None:
     """Explain a fire time only one engine has by a daylight-saving transition.
 
-    Returns ``("gap", note)`` or ``("fold", note)``, or None when ``at`` is not
+    Returns ``("gap", note)``, ``("fold", note)``, ``("missed", note)`` (an existing
+    wall time systemd loses on a DST day, a systemd bug), or None when ``at`` is not
     such an instant.
     """
     zone = ZoneInfo(tz)
@@ -162,6 +163,14 @@ def classify_dst(spec: CronSpec, tz: str, at: datetime) -> tuple[str, str] | Non
             "fold",
             f"{local:%H:%M:%S} happens twice when the clocks fall back: "
             "cron runs both, systemd runs it once",
+        )
+    from memsched.cron.dst import transitions
+
+    if matches and transitions(tz, at - timedelta(days=1), at + timedelta(seconds=1)):
+        return (
+            "missed",
+            f"{local:%H:%M:%S} exists, but systemd does not run it: its calendar code loses runs after this "
+            "zone's daylight-saving change (seen with Europe/Dublin in systemd 252; `memsched validate` warns)",
         )
     return None
 
