@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memsched.errors import MemschedError
+from memsched.proc import pid_alive
 
 RESULTS = ("running", "success", "failed", "skipped", "interrupted")
 
@@ -244,7 +245,7 @@ class Registry:
 
         Returns how many were closed.
         """
-        alive = alive or _pid_alive
+        alive = alive or pid_alive
         closed = 0
         for row in self.db.execute("SELECT id, pid FROM runs WHERE job = ? AND result = 'running'", (job,)).fetchall():
             if row["pid"] and alive(row["pid"]):
@@ -381,20 +382,6 @@ def _run(row: sqlite3.Row) -> RunRecord:
     data = dict(row)
     data["metadata"] = json.loads(data.get("metadata") or "{}")
     return RunRecord(**data)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            return fh.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
-    except OSError:
-        return False
 
 
 def open_registry(config: object, scope: str, env: dict[str, str] | None = None, create: bool = True) -> Registry:

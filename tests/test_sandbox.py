@@ -14,7 +14,8 @@ import pytest
 
 from memsched.errors import ManagerUnavailable
 from memsched.systemd.connect import manager_address
-from memsched.systemd.sandbox import REGISTRY_DIR, Sandbox, _cgroup_pids, _pid_alive, reap_stale
+from memsched.proc import pid_alive as _pid_alive
+from memsched.systemd.sandbox import REGISTRY_DIR, Sandbox, _cgroup_pids, reap_stale
 from systemd_env import SystemdTestEnv, wait_for
 
 TICK_SERVICE = """\

@@ -13,12 +13,12 @@ from memsched.systemd.render import (
     RenderContext,
     RenderError,
     exec_arg,
-    job_of_unit,
     local_systemd_version,
     memsched_command,
     render_all,
     unit_text,
 )
+from memsched.systemd.names import job_of_unit
 from memsched_testing import command_job, write_config
 
 EVERY_OPTION = {

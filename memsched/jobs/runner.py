@@ -119,7 +119,7 @@ def trigger_of_start(job: JobConfig, scope: str, started_ms: int) -> tuple[str, 
     seconds before this run started means the timer started it.
     """
     from memsched.systemd.manager import TIMER_IFACE, ManagerClient
-    from memsched.systemd.render import timer_name
+    from memsched.systemd.names import timer_name
 
     try:
         with ManagerClient(scope) as manager:
@@ -315,7 +315,7 @@ def gate(config: Config, job: JobConfig, scope: str) -> int:
     """
     from memsched.systemd.analyze import calendar_next
     from memsched.systemd.manager import TIMER_IFACE, ManagerClient
-    from memsched.systemd.render import timer_name
+    from memsched.systemd.names import timer_name
 
     with open_registry(config, scope) as registry:
         last = registry.history(job.name, limit=1, include_skips=False)
@@ -345,11 +345,9 @@ def gate(config: Config, job: JobConfig, scope: str) -> int:
 def spawn(job: JobConfig, scope: str) -> int:
     """Start one instance of a concurrent job's template unit and return at once (overlap = concurrent)."""
     from memsched.systemd.manager import ManagerClient
-    from memsched.systemd.render import instance_template_name
+    from memsched.systemd.names import new_instance_name
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-    instance = f"t-{stamp}-{os.urandom(3).hex()}"
-    unit = instance_template_name(job.name).replace("@.", f"@{instance}.")
+    unit = new_instance_name(job.name, "t")
     with ManagerClient(scope) as manager:
         manager.start(unit, "fail")
     JobLog(job.name).info(f"started {unit}")

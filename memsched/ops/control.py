@@ -12,7 +12,8 @@ from pathlib import Path
 
 from memsched.config.load import Config, JobConfig
 from memsched.errors import MemschedError
-from memsched.ops.status import resolve_jobs, service_unit, timer_unit
+from memsched.ops.status import resolve_jobs
+from memsched.systemd.names import instance_pattern, new_instance_name, service_name, timer_name
 from memsched.registry import RunRecord, open_registry
 from memsched.systemd.manager import SERVICE_IFACE, TIMER_IFACE, ManagerClient
 
@@ -48,8 +49,8 @@ def pause(config: Config, scope: str, names: list[str] | None, *, actor: str | N
         already = registry.pauses()
         for job in jobs:
             registry.pause(job.name, actor or default_actor(), reason)
-            manager.disable([timer_unit(job.name)])
-            manager.stop(timer_unit(job.name))
+            manager.disable([timer_name(job.name)])
+            manager.stop(timer_name(job.name))
             result = PauseResult(job.name, job.name in already)
             if stop_running:
                 for unit in _running_units(manager, job):
@@ -61,9 +62,9 @@ def pause(config: Config, scope: str, names: list[str] | None, *, actor: str | N
 
 def _running_units(manager: ManagerClient, job: JobConfig) -> list[str]:
     if job.overlap == "concurrent":
-        return [u["name"] for u in manager.list_units([f"memsched-{job.name}@*.service"]) if u["active_state"] in ("active", "activating")]
-    state = manager.properties(service_unit(job.name))["ActiveState"]
-    return [service_unit(job.name)] if state in ("active", "activating", "deactivating") else []
+        return [u["name"] for u in manager.list_units([instance_pattern(job.name)]) if u["active_state"] in ("active", "activating")]
+    state = manager.properties(service_name(job.name))["ActiveState"]
+    return [service_name(job.name)] if state in ("active", "activating", "deactivating") else []
 
 
 @dataclass
@@ -87,7 +88,7 @@ def resume(config: Config, scope: str, names: list[str] | None, *, skip_missed: 
     with open_registry(config, scope) as registry, ManagerClient(scope) as manager:
         pauses = registry.pauses()
         for job in jobs:
-            timer = timer_unit(job.name)
+            timer = timer_name(job.name)
             props = manager.properties(timer, "org.freedesktop.systemd1.Unit", TIMER_IFACE)
             if props.get("LoadState") != "loaded":
                 raise MemschedError(f"job {job.name!r} has no units installed; run `memsched install-units` first")
@@ -146,13 +147,12 @@ def run_now(config: Config, scope: str, name: str, *, wait: bool = False, timeou
     """
     (job,) = resolve_jobs(config, [name])
     with ManagerClient(scope) as manager:
-        if manager.properties(timer_unit(job.name))["LoadState"] != "loaded":
+        if manager.properties(timer_name(job.name))["LoadState"] != "loaded":
             raise MemschedError(f"job {job.name!r} has no units installed; run `memsched install-units` first")
         if job.overlap == "concurrent":
-            stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
-            unit = f"memsched-{job.name}@m-{stamp}-{os.urandom(3).hex()}.service"
+            unit = new_instance_name(job.name, "m")
         else:
-            unit = service_unit(job.name)
+            unit = service_name(job.name)
             state = manager.properties(unit)["ActiveState"]
             if state in ("active", "activating") and job.overlap == "skip":
                 raise RunRefused(f"job {job.name!r} is running now and its overlap policy is skip: not starting a second run")

@@ -13,6 +13,7 @@ from memsched.paths import unit_dir as default_unit_dir
 from memsched.registry import open_registry
 from memsched.systemd.install import is_owned_text, plan_install
 from memsched.systemd.manager import ManagerClient
+from memsched.systemd.names import service_name, timer_name
 
 
 @dataclass
@@ -57,8 +58,8 @@ def doctor(config: Config, scope: str, unit_dir: Path | None = None) -> list[Fin
                 findings.append(Finding(change.job, f"{change.name} is not in the registry's record", "run `memsched install-units`", "warning"))
         pauses = registry.pauses()
         for job in config.enabled_jobs.values():
-            timer = f"memsched-{job.name}.timer"
-            service = f"memsched-{job.name}.service"
+            timer = timer_name(job.name)
+            service = service_name(job.name)
             props = manager.properties(timer)
             if props.get("LoadState") != "loaded":
                 continue

@@ -9,7 +9,8 @@ from pathlib import Path
 
 from memsched.config.load import Config
 from memsched.errors import MemschedError, UsageError
-from memsched.ops.status import resolve_jobs, service_unit
+from memsched.ops.status import resolve_jobs
+from memsched.systemd.names import service_name
 from memsched.registry import RunRecord, open_registry
 
 _INVOCATION = re.compile(r"^[0-9a-f]{32}$")
@@ -66,5 +67,5 @@ def journal_command(config: Config, scope: str, name: str, *, lines: int | None 
         ]
         return argv
     unit_field = "USER_UNIT" if scope == "user" else "UNIT"
-    argv += [f"MEMSCHED_JOB={job.name}", "+", f"{unit_field}={service_unit(job.name)}"]
+    argv += [f"MEMSCHED_JOB={job.name}", "+", f"{unit_field}={service_name(job.name)}"]
     return argv

@@ -12,18 +12,11 @@ from typing import Any
 from memsched.config.load import Config, JobConfig
 from memsched.errors import ManagerUnavailable, UnknownJobError
 from memsched.registry import JobCounts, PauseRecord, Registry, RunRecord, open_registry
+from memsched.systemd.names import instance_pattern, service_name, timer_name
 from memsched.systemd.manager import TIMER_IFACE, USEC_INFINITY, ManagerClient
 
 STATES = ("idle", "running", "paused", "failed", "not installed", "unknown")
 _ACTIVE = ("active", "activating", "deactivating", "reloading")
-
-
-def timer_unit(job: str) -> str:
-    return f"memsched-{job}.timer"
-
-
-def service_unit(job: str) -> str:
-    return f"memsched-{job}.service"
 
 
 @dataclass
@@ -192,14 +185,14 @@ def read_status(
         with ManagerClient(scope) as manager:
             version = manager.version()
             # One call for every unit's state, then one per installed timer for its next elapse.
-            names = [u for job in jobs for u in (timer_unit(job.name), service_unit(job.name))]
+            names = [u for job in jobs for u in (timer_name(job.name), service_name(job.name))]
             for name, row in manager.units_by_names(names).items():
                 props[name] = {"LoadState": row["load_state"], "ActiveState": row["active_state"]}
                 if name.endswith(".timer") and row["load_state"] == "loaded" and row["active_state"] in _ACTIVE:
                     props[name]["NextElapseUSecRealtime"] = manager.get_property(row["path"], TIMER_IFACE, "NextElapseUSecRealtime")
             concurrent = [j.name for j in jobs if j.overlap == "concurrent"]
             if concurrent:
-                for unit in manager.list_units([f"memsched-{name}@*.service" for name in concurrent]):
+                for unit in manager.list_units([instance_pattern(name) for name in concurrent]):
                     if unit["active_state"] in _ACTIVE:
                         instances.setdefault(unit["name"].split("@")[0][len("memsched-") :], []).append(unit["name"])
     except ManagerUnavailable:
@@ -209,8 +202,8 @@ def read_status(
     statuses = [
         _unknown_if(not running, job_status(
             job,
-            props.get(timer_unit(job.name)),
-            props.get(service_unit(job.name)),
+            props.get(timer_name(job.name)),
+            props.get(service_name(job.name)),
             instances.get(job.name, []),
             counts.get(job.name),
             last_runs.get(job.name),

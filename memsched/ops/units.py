@@ -99,6 +99,16 @@ def _open_manager(scope: str, required: bool) -> ManagerClient | None:
         return None
 
 
+def _target(scope: str, unit_dir: Path | None, dry_run: bool) -> tuple[Path, bool, ManagerClient | None]:
+    """Return (the unit directory, whether it is not the scope's own, the manager or None).
+
+    The manager is required unless this is a dry run or a directory of our own choosing.
+    """
+    target = Path(unit_dir) if unit_dir else default_unit_dir(scope)
+    custom_dir = unit_dir is not None and target != default_unit_dir(scope)
+    return target, custom_dir, _open_manager(scope, required=not (dry_run or custom_dir))
+
+
 def install(
     config: Config,
     scope: str,
@@ -113,9 +123,7 @@ def install(
     Raises :class:`UsageError` on conflicts with files memsched does not own,
     :class:`ManagerUnavailable` when the manager is needed and unreachable.
     """
-    target = Path(unit_dir) if unit_dir else default_unit_dir(scope)
-    custom_dir = unit_dir is not None and Path(unit_dir) != default_unit_dir(scope)
-    manager = _open_manager(scope, required=not (dry_run or custom_dir))
+    target, custom_dir, manager = _target(scope, unit_dir, dry_run)
     try:
         units = render_all(config, render_context(config, scope, manager=manager))
         own_registry = registry is None
@@ -238,9 +246,7 @@ def _linger_note(report: InstallReport) -> None:
 
 def uninstall(config: Config, scope: str, *, unit_dir: Path | None = None, dry_run: bool = False) -> InstallReport:
     """Stop, disable, reset-failed and delete every unit memsched owns in the directory, then daemon-reload."""
-    target = Path(unit_dir) if unit_dir else default_unit_dir(scope)
-    custom_dir = unit_dir is not None and Path(unit_dir) != default_unit_dir(scope)
-    manager = _open_manager(scope, required=not (dry_run or custom_dir))
+    target, custom_dir, manager = _target(scope, unit_dir, dry_run)
     try:
         with open_registry(config, scope) as registry:
             plan = plan_install([], target, scope, registry.installed_units(target))

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memsched.registry import InstalledUnit, Registry, now_ms
-from memsched.systemd.render import HEADER_MARK, UNIT_PREFIX, RenderedUnit, job_of_unit
+from memsched.systemd.names import UNIT_PREFIX, job_of_unit
+from memsched.systemd.render import HEADER_MARK, RenderedUnit
 
 ACTIONS = ("add", "update", "delete", "unchanged", "conflict")
 

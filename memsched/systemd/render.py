@@ -29,9 +29,9 @@ from memsched import __version__
 from memsched.config.durations import format_duration_ms
 from memsched.config.load import Config, JobConfig
 from memsched.errors import UsageError
+from memsched.systemd.names import instance_template_name, service_name, timer_name
 from memsched.text import first_control_char
 
-UNIT_PREFIX = "memsched-"
 FAILURE_UNIT_TEMPLATE = "memsched-failure@.service"
 HEADER_MARK = "# Managed by memsched"
 DEFER_REACTIVATION_MIN_VERSION = 257
@@ -71,26 +71,6 @@ class RenderContext:
     read_write_paths: tuple[str, ...] = ()
     network: bool = False
     facade: dict[str, object] | None = None  # memsched-grpc.* variables (memsched.facade.units); None: not rendered
-
-
-def timer_name(job: str) -> str:
-    return f"{UNIT_PREFIX}{job}.timer"
-
-
-def service_name(job: str) -> str:
-    return f"{UNIT_PREFIX}{job}.service"
-
-
-def instance_template_name(job: str) -> str:
-    return f"{UNIT_PREFIX}{job}@.service"
-
-
-def job_of_unit(name: str) -> str | None:
-    """Return the job a memsched unit name belongs to, or None."""
-    if not name.startswith(UNIT_PREFIX) or name.startswith(UNIT_PREFIX + "failure@"):
-        return None
-    stem = name[len(UNIT_PREFIX) :].rsplit(".", 1)[0]
-    return stem.split("@", 1)[0] or None
 
 
 # ------------------------------------------------------------------ escaping

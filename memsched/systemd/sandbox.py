@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memsched.errors import MemschedError, PermissionDenied
+from memsched.proc import pid_alive
 
 REGISTRY_DIR = Path("/run/memsched-sandboxes")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -109,18 +110,6 @@ def _find_binary(candidates: tuple[str, ...], what: str) -> str:
         if os.access(path, os.X_OK):
             return path
     raise MemschedError(f"{what} is not installed (Debian: apt install systemd)")
-
-
-def _pid_alive(pid: int | None) -> bool:
-    """True when ``pid`` exists and is not a zombie."""
-    if not pid:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            state = fh.read().rsplit(b")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state not in (b"Z", b"X")
 
 
 def _cgroup_mounts() -> list[Path]:
@@ -226,11 +215,11 @@ class Sandbox:
         except (OSError, ValueError, TypeError):
             return None
         self.state = state
-        return state if _pid_alive(state.supervisor_pid) else None
+        return state if pid_alive(state.supervisor_pid) else None
 
     def is_running(self) -> bool:
         state = self.load()
-        return state is not None and _pid_alive(state.manager_pid) and (self.runtime_dir / "systemd" / "private").is_socket()
+        return state is not None and pid_alive(state.manager_pid) and (self.runtime_dir / "systemd" / "private").is_socket()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -311,7 +300,7 @@ class Sandbox:
             if supervisor is not None and supervisor.pid == state.supervisor_pid:
                 if supervisor.poll() is not None:
                     break
-            elif not _pid_alive(state.supervisor_pid):
+            elif not pid_alive(state.supervisor_pid):
                 break
             time.sleep(0.02)
         else:
@@ -346,7 +335,7 @@ def _kill_processes(tops: list[Path]) -> None:
         deadline = time.monotonic() + 5
         while pids and time.monotonic() < deadline:
             _reap_children()
-            pids = {p for p in pids if _pid_alive(p)}
+            pids = {p for p in pids if pid_alive(p)}
             time.sleep(0.02)
     _reap_children()
 
@@ -393,7 +382,7 @@ def reap_stale() -> list[str]:
         except (OSError, ValueError, TypeError):
             entry.unlink(missing_ok=True)
             continue
-        if _pid_alive(state.supervisor_pid):
+        if pid_alive(state.supervisor_pid):
             live_cgroups.update(Path(c).name for c in state.cgroups)
             continue
         cleanup(state)

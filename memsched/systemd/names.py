@@ -1,0 +1,40 @@
+"""Unit names: ``memsched-<job>.timer`` / ``.service``, and ``memsched-<job>@<instance>.service``
+for concurrent runs. Kept free of heavy imports: the status path uses it."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+
+UNIT_PREFIX = "memsched-"
+
+
+def timer_name(job: str) -> str:
+    return f"{UNIT_PREFIX}{job}.timer"
+
+
+def service_name(job: str) -> str:
+    return f"{UNIT_PREFIX}{job}.service"
+
+
+def instance_template_name(job: str) -> str:
+    return f"{UNIT_PREFIX}{job}@.service"
+
+
+def instance_pattern(job: str) -> str:
+    """The glob matching every run instance of a concurrent job."""
+    return f"{UNIT_PREFIX}{job}@*.service"
+
+
+def new_instance_name(job: str, origin: str) -> str:
+    """A fresh instance unit name; ``origin`` is "t" (the timer started it) or "m" (manual)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
+    return f"{UNIT_PREFIX}{job}@{origin}-{stamp}-{os.urandom(3).hex()}.service"
+
+
+def job_of_unit(name: str) -> str | None:
+    """Return the job a memsched unit name belongs to, or None."""
+    if not name.startswith(UNIT_PREFIX) or name.startswith(UNIT_PREFIX + "failure@"):
+        return None
+    stem = name[len(UNIT_PREFIX) :].rsplit(".", 1)[0]
+    return stem.split("@", 1)[0] or None
