@@ -141,3 +141,44 @@ def test_incremental_building_in_any_order_equals_building_from_scratch(tmp_path
         for batch in batches:
             ingest(incremental, lines([items[i] for i in batch]))
         assert snapshot(incremental) == snapshot(scratch)
+
+
+def test_a_queue_generation_only_grows_even_after_the_row_was_deleted(tmp_path: Path) -> None:
+    # Issue 12.1: a re-created queue row restarted at generation 1, so a builder holding the
+    # old entry dequeued the new one. Generations now grow, and rebuild_day reads the entry
+    # again under the lock: a stale entry neither dequeues nor mis-plans the new events.
+    from memsched.store.build import plan_day
+
+    first = [ev(T0 + i * MIN, f"burst {i}") for i in range(3)]
+    late = ev(T0 - 10 * MIN, "a late event before the first segment")
+    with open_store(tmp_path / "m.db") as store:
+        ingest(store, lines(first + [ev(T0 + 12 * MIN, "inside")]), build=False)
+        [stale] = store.pending_days()
+        assert store.rebuild_day(stale, plan_day).segments_written == 1
+        ingest(store, lines([late]), build=False)
+        [again] = store.pending_days()
+        assert again.day == stale.day and again.generation > stale.generation
+        store.connection.execute("DELETE FROM build_queue WHERE day = ? AND generation = ?", (stale.day, stale.generation))  # what an old builder did
+        assert store.pending_days() == [again]
+        change = store.rebuild_day(stale, plan_day)  # the stale entry (min_new_ts after the late event)
+        assert change.segments_written == 1 and store.pending_days() == []
+        assert store.rebuild_day(stale, plan_day).segments_written == 0  # no longer queued: nothing to do
+        [segment] = store.list_nodes("segment")
+        assert store.segment_info(segment.node_id).start_event_id == late["event_id"]
+
+
+def test_the_rollup_checkpoint_stays_at_its_high_water_mark_when_an_older_day_is_rerolled(tmp_path: Path) -> None:
+    from memsched.jobs.rollup import run_rollup
+    from memsched.summarize import LocalSummarizer
+
+    days = [ev(T0 + d * DAY, f"day {d}") for d in range(3)]
+    now = T0 + 10 * DAY
+    with open_store(tmp_path / "m.db") as store:
+        ingest(store, lines(days))
+        run_rollup(store, "day", now_ms=now, min_age_ms=0, summarizer=LocalSummarizer())
+        assert store.checkpoint("day").last_node_id == "toc:day:2024-01-17"
+        ingest(store, lines([ev(T0 + 5 * MIN, "a late event for the first day")]))
+        assert run_rollup(store, "day", now_ms=now, min_age_ms=0, summarizer=LocalSummarizer()).nodes_rolled == 1
+        checkpoint = store.checkpoint("day")
+        assert checkpoint.last_node_id == "toc:day:2024-01-17" and checkpoint.last_end_ms == store.get_node("toc:day:2024-01-17").end_time
+        assert checkpoint.nodes_rolled == 4

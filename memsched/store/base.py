@@ -75,7 +75,12 @@ class Store(Protocol):
         ...
 
     def rebuild_day(self, pending: PendingDay, planner: Callable[[DayView], DayPlan]) -> DayChange:
-        """Rebuild one day atomically with the plan ``planner`` makes from its state."""
+        """Rebuild one day atomically with the plan ``planner`` makes from its state; return what changed.
+
+        Only ``pending.day`` counts: the queue entry is read again inside the write
+        transaction (another process may have built and re-queued the day since
+        ``pending`` was read); a day no longer queued is left alone (empty change).
+        """
         ...
 
     def get_node(self, node_id: str, version: int | None = None) -> TocNode | None: ...

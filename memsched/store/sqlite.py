@@ -134,9 +134,12 @@ class EventWriter:
         """Queue the touched days for building and commit (a no-op after :meth:`rollback`)."""
         if not self._open:
             return
+        # The generation is the largest event seq: events are never deleted, so it grows with
+        # every enqueue (one always follows new rows), even after a builder deleted the row.
+        # A builder that read an older generation can then never dequeue this one.
         self._store.connection.executemany(
-            "INSERT INTO build_queue (day, min_new_ts) VALUES (?, ?) ON CONFLICT (day) DO UPDATE SET "
-            "min_new_ts = min(min_new_ts, excluded.min_new_ts), generation = generation + 1",
+            "INSERT INTO build_queue (day, min_new_ts, generation) VALUES (?, ?, (SELECT coalesce(max(seq), 0) FROM events)) "
+            "ON CONFLICT (day) DO UPDATE SET min_new_ts = min(min_new_ts, excluded.min_new_ts), generation = excluded.generation",
             sorted(self._days.items()),
         )
         self._store.connection.execute("COMMIT")
@@ -310,13 +313,20 @@ class SqliteStore:
     def rebuild_day(self, pending: PendingDay, planner: Callable[[DayState], DayPlan]) -> DayChange:
         """Re-segment one day in one IMMEDIATE transaction: load its state, let ``planner`` decide, apply.
 
-        Returns what changed. The queue entry is removed only if no new events were
-        queued for the day meanwhile.
+        Returns what changed (nothing when the day is no longer queued: another process
+        built it). Only ``pending.day`` is used: the queue entry is read again inside the
+        transaction, so what is planned (from its earliest new event on) and what is
+        dequeued are exactly what the lock holder sees; an entry read earlier may be out
+        of date (built and queued again by another process meanwhile).
         """
         with self.write("build") as conn:
-            plan = planner(DayState(conn, pending))
+            row = conn.execute("SELECT min_new_ts, generation FROM build_queue WHERE day = ?", (pending.day,)).fetchone()
+            if row is None:
+                return DayChange()
+            current = PendingDay(pending.day, *row)
+            plan = planner(DayState(conn, current))
             change = _apply_day_plan(conn, plan, now_ms())
-            conn.execute("DELETE FROM build_queue WHERE day = ? AND generation = ?", (pending.day, pending.generation))
+            conn.execute("DELETE FROM build_queue WHERE day = ? AND generation = ?", (current.day, current.generation))
         return change
 
     # -------------------------------------------------------------- reading TOC
@@ -421,8 +431,11 @@ class SqliteStore:
             conn.execute("UPDATE toc_nodes SET rolled_gen = ?, summarized = 1 WHERE node_id = ?", (node.generation, node.node_id))
             conn.execute(
                 "INSERT INTO rollup_checkpoints (level, last_node_id, last_end_ms, nodes_rolled, versions_written, updated_at) "
-                "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (level) DO UPDATE SET last_node_id = excluded.last_node_id, "
-                "last_end_ms = max(coalesce(last_end_ms, 0), excluded.last_end_ms), nodes_rolled = nodes_rolled + 1, "
+                "VALUES (?, ?, ?, 1, ?, ?) ON CONFLICT (level) DO UPDATE SET "
+                # The high-water mark and its node move together, and only forward: re-rolling
+                # an older period (a late child, a slower concurrent run) does not move them back.
+                "last_node_id = CASE WHEN excluded.last_end_ms >= coalesce(last_end_ms, excluded.last_end_ms) THEN excluded.last_node_id ELSE last_node_id END, "
+                "last_end_ms = max(coalesce(last_end_ms, excluded.last_end_ms), excluded.last_end_ms), nodes_rolled = nodes_rolled + 1, "
                 "versions_written = versions_written + excluded.versions_written, updated_at = excluded.updated_at",
                 (node.level, node.node_id, node.end_ms, int(written), stamp),
             )
