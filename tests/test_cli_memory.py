@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,43 @@ def test_a_store_that_is_not_a_database_is_a_clear_error(tmp_path: Path) -> None
     junk = tmp_path / "junk.db"
     junk.write_bytes(b"this is not sqlite" * 100)
     assert_clean(run("toc", "--store", str(junk), home=tmp_path), 1, str(junk), "not an SQLite database")
+
+
+def test_a_slow_stdin_holds_no_lock_so_a_rollup_runs_meanwhile(tmp_path: Path) -> None:
+    # Issue 12.8: `memsched ingest -` fed slowly held the write lock from its first batch
+    # to the end of the input, and a rollup beside it failed with StoreBusyError. Now the
+    # input is read and validated first: while it stalls, other writers commit at once.
+    from memsched.jobs.rollup import run_rollup
+    from memsched.store import open_store
+    from memsched.summarize import LocalSummarizer
+
+    lines = list(to_jsonl(generate_events(JAN_15_2024, 20, seed=3)))
+    assert len(lines) > 2 * 2000  # more than one insert batch arrives before the stall
+    db = tmp_path / "memory.db"
+    with open_store(db) as store:
+        from memsched.ops.memory import ingest
+
+        ingest(store, iter(to_jsonl(generate_events(JAN_15_2024 - 10 * 86_400_000, 3, seed=4))))
+    env = dict(os.environ, MEMSCHED_SCOPE="user", XDG_CONFIG_HOME=str(tmp_path / "config"), HOME=str(tmp_path))
+    env.pop("MEMSCHED_CONFIG", None)
+    proc = subprocess.Popen([*MEMSCHED, "ingest", "-", "--store", str(db), "--json"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    half = len(lines) // 2
+    proc.stdin.write(b"".join(lines[:half]))
+    proc.stdin.flush()
+    probes, failures = 0, []
+    deadline = time.monotonic() + 4.0  # the input stalls this long; the first half is read within it
+    with open_store(db, busy_timeout_ms=500) as other:
+        while time.monotonic() < deadline:
+            try:
+                run_rollup(other, "day", now_ms=JAN_15_2024, min_age_ms=0, summarizer=LocalSummarizer())
+                with other.write("probe"):
+                    pass
+            except Exception as exc:  # noqa: BLE001 - the probe reports what went wrong
+                failures.append(repr(exc))
+            probes += 1
+            time.sleep(0.1)
+    out, err = proc.communicate(b"".join(lines[half:]), timeout=120)
+    assert proc.returncode == 0, err.decode()
+    assert failures == [] and probes > 5, failures[:3]
+    report = json.loads(out)
+    assert report["committed"] and report["inserted"] == len(lines)

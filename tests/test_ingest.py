@@ -157,3 +157,26 @@ def test_a_batch_larger_than_one_insert_chunk_is_still_one_transaction(store) ->
     with pytest.raises(IngestRejected):
         ingest(store, io.BytesIO(jsonl(*good, b"{bad")), build=False)
     assert store.count_events() == 0
+
+
+def test_the_valid_lines_spill_to_a_temporary_file_and_are_all_ingested(store, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memsched.ops import memory
+
+    monkeypatch.setattr(memory, "SPOOL_MEMORY_BYTES", 4096)
+    monkeypatch.setattr(memory, "BATCH_ROWS", 7)
+    items = [event(i) for i in range(100)]
+    report = ingest(store, io.BytesIO(jsonl(*items)))
+    assert report.inserted == 100 and store.count_events() == 100
+
+
+def test_a_spool_that_cannot_be_written_ingests_nothing_and_says_why(store, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import tempfile
+
+    from memsched.errors import MemschedError
+    from memsched.ops import memory
+
+    monkeypatch.setattr(memory, "SPOOL_MEMORY_BYTES", 1024)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "no-such-directory"))
+    with pytest.raises(MemschedError, match=r"cannot hold the valid lines until the input is read: .*no-such-directory.*TMPDIR.*nothing was ingested") as caught:
+        ingest(store, io.BytesIO(jsonl(*(event(i) for i in range(100)))))
+    assert caught.value.exit_code == 1 and store.count_events() == 0 and store.pending_days() == []

@@ -1,6 +1,7 @@
 """Memory operations: ingest JSON Lines events, read the TOC. Returns data, never prints.
 
-Ingest policy (docs/store.md): a file is one batch in one transaction. By default a
+Ingest policy (docs/store.md): a file is one batch in one transaction, taken only
+once the whole input has been read and validated (a slow input holds no lock). By default a
 batch with any invalid line is rejected whole: nothing is committed and every bad
 line is reported (the first :data:`MAX_ERRORS_LISTED`, plus a count). With
 ``skip_invalid`` the valid lines are committed and the bad ones reported. Blank
@@ -11,12 +12,14 @@ already stored (or repeated in the batch) is ignored, so re-ingesting is harmles
 from __future__ import annotations
 
 import json
+import marshal
 import re
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from memsched.errors import UsageError
+from memsched.errors import MemschedError, UsageError
 from memsched.store.base import Store
 from memsched.store.build import BuildResult, build_pending
 from memsched.store.models import EVENT_TYPES, ROLES, Grip, SegmentInfo, TocNode
@@ -26,6 +29,7 @@ from memsched.store.tokens import event_tokens
 MAX_LINE_BYTES = 1 << 20  # a line longer than 1 MiB (newline excluded) is refused, not read into memory
 MAX_ERRORS_LISTED = 100
 BATCH_ROWS = 2000
+SPOOL_MEMORY_BYTES = 32 << 20  # valid rows are held in memory up to this, then in a temporary file
 MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 REQUIRED_FIELDS = ("event_id", "session_id", "timestamp", "event_type", "role", "text")
 _ULID = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
@@ -201,6 +205,39 @@ def _bounded_lines(stream: BinaryIO, limit: int) -> Iterator[bytes | _TooLong]:
             yield line
 
 
+class _Spool:
+    """The valid rows of an input, held until the whole input has been read and judged.
+
+    Batches of rows are marshalled into a temporary file that stays in memory up to
+    :data:`SPOOL_MEMORY_BYTES` and then moves to disk (``$TMPDIR``), so the store's
+    write lock is never held while the input is still arriving and memory stays
+    bounded whatever the input's size. The file is anonymous: a killed ingest leaves
+    nothing behind.
+    """
+
+    def __init__(self) -> None:
+        self._file = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115 - closed by close()
+        self.batches = 0
+
+    def add(self, rows: list[tuple]) -> None:
+        try:
+            marshal.dump(rows, self._file)
+        except OSError as exc:
+            raise MemschedError(
+                f"cannot hold the valid lines until the input is read: {exc.strerror or exc} "
+                f"(temporary directory {tempfile.gettempdir()}; set TMPDIR to one with room); nothing was ingested"
+            ) from None
+        self.batches += 1
+
+    def batches_back(self) -> Iterator[list[tuple]]:
+        self._file.seek(0)
+        for _ in range(self.batches):
+            yield marshal.load(self._file)
+
+    def close(self) -> None:
+        self._file.close()
+
+
 def ingest(
     store: Store,
     source: BinaryIO | Iterable[bytes],
@@ -212,53 +249,65 @@ def ingest(
 ) -> IngestReport:
     """Ingest JSON Lines events from a binary stream (or an iterable of byte lines), then build the TOC.
 
-    Returns the :class:`IngestReport`. Raises :class:`IngestRejected` (exit 2) when
-    a line is invalid and ``skip_invalid`` is false (nothing is committed), and
-    store errors. ``name`` names the input in messages.
+    The whole input is read and validated first, with no lock held; then the valid
+    events are inserted in one transaction (all or nothing), and the days they
+    touched are built. Returns the :class:`IngestReport`. Raises
+    :class:`IngestRejected` (exit 2) when a line is invalid and ``skip_invalid`` is
+    false (nothing is committed), :class:`MemschedError` when the valid lines cannot
+    be held while reading, and store errors. ``name`` names the input in messages.
     """
     report = IngestReport(source=name, skip_invalid=skip_invalid)
-    lines: Iterable[bytes | _TooLong] = _bounded_lines(source, max_line_bytes) if hasattr(source, "readline") else source  # type: ignore[arg-type]
-    errors = report.errors
-    batch: list[tuple] = []
-    with store.event_writer() as writer:
-        number = 0
-        for number, raw in enumerate(lines, 1):
-            if isinstance(raw, _TooLong):
-                parsed: tuple | str = f"line too long: {raw.size} bytes (limit {max_line_bytes})"
-            else:
-                if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-                    raw = raw[3:]
-                content_bytes = len(raw.rstrip(b"\r\n")) if len(raw) > max_line_bytes else 0
-                if content_bytes > max_line_bytes:
-                    parsed = f"line too long: {content_bytes} bytes (limit {max_line_bytes})"
-                elif not raw.strip():
-                    continue
-                else:
-                    parsed = parse_event_line(raw)
-            if type(parsed) is str:
-                report.invalid += 1
-                if len(errors) < MAX_ERRORS_LISTED:
-                    errors.append(LineError(number, parsed))
-                continue
-            report.valid += 1
-            if report.invalid and not skip_invalid:
-                continue  # rejected anyway: keep validating, stop storing
-            batch.append(parsed)  # type: ignore[arg-type]
-            if len(batch) >= BATCH_ROWS:
-                writer.insert(batch)
-                batch = []
-        report.lines = number
+    spool = _Spool()
+    try:
+        _read_and_validate(report, source, spool, max_line_bytes)
         if report.invalid and not skip_invalid:
-            writer.rollback()
-        else:
-            writer.insert(batch)
-            report.inserted = writer.inserted
-            report.committed = True
-    if not report.committed:
-        raise IngestRejected(report)
+            raise IngestRejected(report)
+        with store.event_writer() as writer:
+            for rows in spool.batches_back():
+                writer.insert(rows)
+        report.inserted = writer.inserted
+        report.committed = True
+    finally:
+        spool.close()
     if build:
         report.build = build_pending(store)
     return report
+
+
+def _read_and_validate(report: IngestReport, source: BinaryIO | Iterable[bytes], spool: _Spool, max_line_bytes: int) -> None:
+    """Read every line of ``source`` into ``report`` (counts, the first errors) and the valid rows into ``spool``."""
+    lines: Iterable[bytes | _TooLong] = _bounded_lines(source, max_line_bytes) if hasattr(source, "readline") else source  # type: ignore[arg-type]
+    errors = report.errors
+    batch: list[tuple] = []
+    number = 0
+    for number, raw in enumerate(lines, 1):
+        if isinstance(raw, _TooLong):
+            parsed: tuple | str = f"line too long: {raw.size} bytes (limit {max_line_bytes})"
+        else:
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            content_bytes = len(raw.rstrip(b"\r\n")) if len(raw) > max_line_bytes else 0
+            if content_bytes > max_line_bytes:
+                parsed = f"line too long: {content_bytes} bytes (limit {max_line_bytes})"
+            elif not raw.strip():
+                continue
+            else:
+                parsed = parse_event_line(raw)
+        if type(parsed) is str:
+            report.invalid += 1
+            if len(errors) < MAX_ERRORS_LISTED:
+                errors.append(LineError(number, parsed))
+            continue
+        report.valid += 1
+        if report.invalid and not report.skip_invalid:
+            continue  # rejected anyway: keep validating, stop keeping rows
+        batch.append(parsed)  # type: ignore[arg-type]
+        if len(batch) >= BATCH_ROWS:
+            spool.add(batch)
+            batch = []
+    if batch and not (report.invalid and not report.skip_invalid):
+        spool.add(batch)
+    report.lines = number
 
 
 # ------------------------------------------------------------------- reading
