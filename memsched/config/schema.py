@@ -318,14 +318,16 @@ SECTIONS: tuple[Section, ...] = (
             Option(
                 "timeout",
                 "duration",
-                "Timeout of one API request (connecting, and each read of the answer).",
+                "Deadline of one API request, from connecting to the answer's last byte (an answer still "
+                "arriving then is abandoned as timed out, and retried).",
                 default=60_000,
             ),
             Option(
                 "retries",
                 "integer",
-                "Retries of a failed API request (connection errors, timeouts, HTTP 408/429/5xx, answers "
-                "that are not the JSON asked for), with exponential backoff from 1s.",
+                "Retries of a failed API request (connection errors, timeouts, answers cut off mid-way, "
+                "HTTP 408/429/5xx, answers that are not the JSON asked for or larger than 1 MiB), with "
+                "exponential backoff from 1s.",
                 default=3,
                 minimum=0,
                 maximum=10,

@@ -27,7 +27,7 @@ from memsched.store.base import Store
 from memsched.store.build import BuildResult, build_pending
 from memsched.store.models import NodeContent, StaleNode
 from memsched.store.periods import ROLLUP_ORDER, period_of_node_id
-from memsched.summarize.base import Summarizer, Summary
+from memsched.summarize.base import Summarizer, SummarizerStopped, Summary
 
 Progress = Callable[[int, int, str], None]
 
@@ -123,7 +123,11 @@ def run_rollup(
             if stop():
                 result.interrupted = True
                 return result
-            content = roll_node(store, node, summarizer)
+            try:
+                content = roll_node(store, node, summarizer)
+            except SummarizerStopped:  # a stop request reached the summarizer mid-request: nothing written
+                result.interrupted = True
+                return result
             outcome = None if content is None else store.commit_rollup(node, content)
             if outcome is None:
                 result.nodes_skipped += 1

@@ -284,7 +284,7 @@ def _run_rollup(config: Config, job: JobConfig, scope: str, control: RunControl)
             job.level,
             now_ms=now_ms(),
             min_age_ms=int(job.min_age or 0),
-            summarizer=make_summarizer(config),
+            summarizer=make_summarizer(config, should_stop=control.should_stop),
             progress=control.progress,
             should_stop=control.should_stop,
         )

@@ -6,16 +6,20 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from memsched.errors import ConfigError
-from memsched.summarize.base import Summarizer, SummarizerError, Summary
+from memsched.summarize.base import Summarizer, SummarizerError, SummarizerStopped, Summary
 from memsched.summarize.local import LocalSummarizer
 
-__all__ = ["LocalSummarizer", "Summarizer", "SummarizerError", "Summary", "make_summarizer"]
+__all__ = ["LocalSummarizer", "Summarizer", "SummarizerError", "SummarizerStopped", "Summary", "make_summarizer"]
 
 
-def make_summarizer(config: object, env: dict[str, str] | None = None) -> Summarizer:
+def make_summarizer(config: object, env: dict[str, str] | None = None, *, should_stop: Callable[[], bool] | None = None) -> Summarizer:
     """Return the summarizer ``[summarizer]`` of ``config`` names (local when unset).
+
+    An API summarizer polls ``should_stop()`` while it waits on the network and then
+    raises :class:`SummarizerStopped`.
 
     Raises :class:`ConfigError` when an API summarizer has no API key (neither
     ``summarizer.api_key`` nor the variable ``summarizer.api_key_env`` names).
@@ -44,4 +48,5 @@ def make_summarizer(config: object, env: dict[str, str] | None = None) -> Summar
         base_url=base_url or None,
         timeout_s=int(settings.get("timeout") or 60_000) / 1000,
         retries=int(settings.get("retries") if settings.get("retries") is not None else 3),
+        should_stop=should_stop,
     )

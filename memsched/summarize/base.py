@@ -29,6 +29,10 @@ class SummarizerError(MemschedError):
     """A summarizer could not produce a summary (API unreachable, refused, or answering nonsense)."""
 
 
+class SummarizerStopped(SummarizerError):
+    """The summarizer gave up because a stop was requested (a safe point: nothing was written)."""
+
+
 @dataclass(frozen=True)
 class Summary:
     """A title, 3-5 bullets and 3-7 keywords.
