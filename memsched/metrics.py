@@ -22,13 +22,15 @@ _HELP = {
     "memsched_job_last_run_result": ("gauge", "The result of the job's last run, as a label (value 1)."),
     "memsched_job_runs_total": ("counter", "Successful runs of the job."),
     "memsched_job_errors_total": ("counter", "Failed runs of the job."),
-    "memsched_job_skips_total": ("counter", "Slots of the job skipped because a run was still going."),
+    "memsched_job_skips_total": ("counter", "Slots of the job memsched decided not to run (overlap, pause, a manual skip)."),
+    "memsched_job_lost_slots_total": ("counter", "Slots of the job that should have run and did not, by reason code."),
 }
 
 
 def render(registry: Registry, jobs: list[str]) -> str:
     """Return the metrics of ``jobs`` in the Prometheus text exposition format."""
     counts = registry.counts()
+    by_reason = registry.slot_counts()
     last = registry.last_runs()
     successes = registry.last_successes()
     samples: dict[str, list[str]] = {name: [] for name in _HELP}
@@ -38,6 +40,9 @@ def render(registry: Registry, jobs: list[str]) -> str:
         samples["memsched_job_runs_total"].append(f"memsched_job_runs_total{{{label}}} {c.runs if c else 0}")
         samples["memsched_job_errors_total"].append(f"memsched_job_errors_total{{{label}}} {c.errors if c else 0}")
         samples["memsched_job_skips_total"].append(f"memsched_job_skips_total{{{label}}} {c.skips if c else 0}")
+        for (result, code), slots in sorted(by_reason.get(job, {}).items()):
+            if result == "lost":
+                samples["memsched_job_lost_slots_total"].append(f'memsched_job_lost_slots_total{{{label},reason="{code}"}} {slots}')
         run = last.get(job)
         if run is not None:
             samples["memsched_job_last_run_start_timestamp_seconds"].append(

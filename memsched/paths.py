@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from memsched import locate
+
 SYSTEM_UNIT_DIR = Path("/etc/systemd/system")
-SYSTEM_STATE_DIR = Path("/var/lib/memsched")
+SYSTEM_STATE_DIR = Path(locate.SYSTEM_STATE_DIR)
 
 
 def _home(env: dict[str, str]) -> Path:
@@ -20,10 +22,7 @@ def _xdg(env: dict[str, str], name: str, default: str) -> Path:
 
 def state_dir(scope: str, env: dict[str, str] | None = None) -> Path:
     """Return memsched's state directory: $XDG_STATE_HOME/memsched, or /var/lib/memsched (system)."""
-    env = os.environ if env is None else env
-    if scope == "system":
-        return SYSTEM_STATE_DIR
-    return _xdg(env, "XDG_STATE_HOME", ".local/state") / "memsched"
+    return Path(locate.state_dir(scope, env))
 
 
 def data_dir(scope: str, env: dict[str, str] | None = None) -> Path:

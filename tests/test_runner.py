@@ -23,8 +23,12 @@ def records(registry: Path) -> list[dict]:
         return []
     db = sqlite3.connect(registry)
     db.row_factory = sqlite3.Row
-    rows = [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY id")]
-    db.close()
+    try:
+        rows = [dict(r) for r in db.execute("SELECT * FROM runs ORDER BY id")]
+    except sqlite3.OperationalError:  # created a moment ago, its tables not yet committed
+        rows = []
+    finally:
+        db.close()
     return rows
 
 

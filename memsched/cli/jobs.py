@@ -54,7 +54,9 @@ def status_cmd(jobs: tuple[str, ...], utc: bool, as_json: bool) -> None:
 
     STATE is idle, running, paused, failed or not installed. NEXT RUN is
     systemd's own next elapse (random delay included); counts come from the run
-    registry and survive reboots.
+    registry and survive reboots. SKIPS counts slots memsched decided not to run
+    (overlap, pause, a manual skip), LOST slots that should have run and did not
+    (systemd's start limit, the machine off); `history` gives each one's reason.
     """
     from memsched.ops.status import job_status_dict, read_status
 
@@ -85,10 +87,11 @@ def status_cmd(jobs: tuple[str, ...], utc: bool, as_json: bool) -> None:
             str(j.run_count),
             str(j.error_count),
             str(j.skip_count),
+            str(j.lost_count),
         ]
         for j in status.jobs
     ]
-    echo_table(["JOB", "STATE", "LAST RUN", "RESULT", "DURATION", "NEXT RUN", "RUNS", "ERRORS", "SKIPS"], rows)
+    echo_table(["JOB", "STATE", "LAST RUN", "RESULT", "DURATION", "NEXT RUN", "RUNS", "ERRORS", "SKIPS", "LOST"], rows)
 
 
 @click.command("pause")
@@ -208,7 +211,10 @@ def run_cmd(job: str, wait: bool, as_json: bool) -> None:
 @common_options
 @handle_errors
 def history_cmd(job: str, limit: int, utc: bool, as_json: bool) -> None:
-    """Show JOB's past runs and skipped slots: start, duration, result, reason, exit code, invocation id."""
+    """Show JOB's past runs and its skipped and lost slots: start, duration, result, reason, exit code, invocation id.
+
+    A skipped or lost record may stand for several slots (RESULT shows "skipped xN"); its reason code is in --json.
+    """
     from memsched.ops.logs import history
     from memsched.ops.status import iso_ms
 
@@ -230,6 +236,12 @@ def history_cmd(job: str, limit: int, utc: bool, as_json: bool) -> None:
                     "invocation_id": r.invocation_id,
                     "trigger": r.trigger,
                     "instance": r.instance,
+                    "actor": r.actor,
+                    "slot": iso_ms(r.slot_ms or 0),
+                    "slot_ms": r.slot_ms,
+                    "reason_code": r.reason_code,
+                    "slot_end_ms": r.slot_end_ms,
+                    "slot_count": r.slot_count if r.result in ("skipped", "lost") else None,
                     "metadata": r.metadata,
                 }
                 for r in records
@@ -239,8 +251,8 @@ def history_cmd(job: str, limit: int, utc: bool, as_json: bool) -> None:
     rows = [
         [
             _time(r.started_ms, utc),
-            _duration(r.duration_ms) if r.result != "skipped" else "-",
-            r.result,
+            _duration(r.duration_ms) if r.result not in ("skipped", "lost") else "-",
+            r.result if r.result not in ("skipped", "lost") or r.slot_count == 1 else f"{r.result} x{r.slot_count}",
             "-" if r.exit_code is None else str(r.exit_code),
             r.trigger,
             r.invocation_id or "-",

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
+from memsched import locate
 from memsched.config import schema
 from memsched.config.durations import parse_duration_ms
 from memsched.cron.calendar import to_on_calendar
@@ -24,8 +25,8 @@ from memsched.cron.parse import CronSpec, parse_cron
 from memsched.errors import ConfigError, CronError, UsageError
 from memsched.text import first_control_char
 
-SCOPES = ("user", "system")
-SYSTEM_CONFIG = Path("/etc/memsched/memsched.toml")
+SCOPES = locate.SCOPES
+SYSTEM_CONFIG = Path(locate.SYSTEM_CONFIG)
 
 _SIZE = re.compile(r"^(\d+(\.\d+)?[KMGT]?|\d+(\.\d+)?%|infinity)$")
 _PERCENT = re.compile(r"^\d+(\.\d+)?%$")
@@ -90,22 +91,12 @@ def resolve_scope(flag: str | None, env: dict[str, str] | None = None) -> str:
 
     Raises :class:`UsageError` for an invalid ``$MEMSCHED_SCOPE``.
     """
-    env = os.environ if env is None else env
-    if flag:
-        return flag
-    value = env.get("MEMSCHED_SCOPE", "").strip()
-    if value:
-        if value not in SCOPES:
-            raise UsageError(f"MEMSCHED_SCOPE={value!r}: expected 'user' or 'system'")
-        return value
-    return "system" if os.geteuid() == 0 else "user"
+    return locate.resolve_scope(flag, env)
 
 
 def user_config_home(env: dict[str, str] | None = None) -> Path:
     """Return ``$XDG_CONFIG_HOME`` or ``~/.config``."""
-    env = os.environ if env is None else env
-    value = env.get("XDG_CONFIG_HOME")
-    return Path(value) if value else Path(env.get("HOME", str(Path.home()))) / ".config"
+    return Path(locate.user_config_home(env))
 
 
 def find_config(explicit: str | None, scope: str, env: dict[str, str] | None = None) -> Path | None:
@@ -113,19 +104,8 @@ def find_config(explicit: str | None, scope: str, env: dict[str, str] | None = N
 
     Raises :class:`UsageError` when an explicitly named file does not exist.
     """
-    env = os.environ if env is None else env
-    if explicit:
-        path = Path(explicit)
-        if not path.is_file():
-            raise UsageError(f"--config {explicit}: no such file")
-        return path.resolve()
-    if env.get("MEMSCHED_CONFIG"):
-        path = Path(env["MEMSCHED_CONFIG"])
-        if not path.is_file():
-            raise UsageError(f"MEMSCHED_CONFIG={path}: no such file")
-        return path.resolve()
-    candidate = user_config_home(env) / "memsched" / "memsched.toml" if scope == "user" else SYSTEM_CONFIG
-    return candidate if candidate.is_file() else None
+    found = locate.find_config_path(explicit, scope, env)
+    return Path(found) if found else None
 
 
 def load_config(path: Path | None) -> Config:

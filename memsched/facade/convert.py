@@ -19,6 +19,7 @@ RESULT_ENUM = {
     "failed": pb.JOB_RESULT_STATUS_FAILED,
     "interrupted": pb.JOB_RESULT_STATUS_FAILED,
     "skipped": pb.JOB_RESULT_STATUS_SKIPPED,
+    "lost": pb.JOB_RESULT_STATUS_SKIPPED,  # the wire has no word for it; result_name says "lost"
 }
 ENUM_WORD = {
     pb.JOB_RESULT_STATUS_UNSPECIFIED: None,

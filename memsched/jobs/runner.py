@@ -208,7 +208,7 @@ def _record_skipped_slots(registry: Registry, job: JobConfig, started_ms: int, e
             f"slot {slot:%Y-%m-%d %H:%M:%S}Z elapsed while the previous run "
             f"(started {datetime.fromtimestamp(started_ms / 1000, timezone.utc):%H:%M:%S}Z) was still running"
         )
-        registry.record_skip(job.name, reason=reason, slot_ms=slot_ms, at_ms=slot_ms)
+        registry.record_skip(job.name, code="overlap", reason=reason, slot_ms=slot_ms, at_ms=slot_ms)
         log.info(f"skipped: {reason}")
 
 

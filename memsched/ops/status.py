@@ -36,6 +36,7 @@ class JobStatus:
     run_count: int
     error_count: int
     skip_count: int
+    lost_count: int
     last_run: RunRecord | None
     last_skip: RunRecord | None = None
     pause: PauseRecord | None = None
@@ -129,6 +130,7 @@ def job_status(
         run_count=counts.runs,
         error_count=counts.errors,
         skip_count=counts.skips,
+        lost_count=counts.lost,
         last_run=last_run,
         last_skip=last_skip,
         pause=pause,
@@ -250,7 +252,10 @@ def job_status_dict(status: JobStatus) -> dict[str, Any]:
         "run_count": status.run_count,
         "error_count": status.error_count,
         "skip_count": status.skip_count,
+        "lost_count": status.lost_count,
         "last_skip": iso_ms(status.last_skip.started_ms) if status.last_skip else None,
+        "last_skip_result": status.last_skip.result if status.last_skip else None,
+        "last_skip_code": status.last_skip.reason_code if status.last_skip else None,
         "last_skip_reason": status.last_skip.reason if status.last_skip else None,
         "paused_by": status.pause.paused_by if status.pause else None,
         "paused_at": iso_ms(status.pause.paused_ms) if status.pause else None,

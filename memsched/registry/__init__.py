@@ -1,8 +1,46 @@
-"""The run registry: memsched's durable record of runs, skips, pauses and installed units.
+"""The run registry: memsched's durable record of runs, slots not run, run requests, pauses and installed units.
 
 Its own SQLite file under the state directory (never inside the memory store,
 which may belong to another program). Jobs are separate processes, so it runs
 in WAL mode with a busy timeout and every write is one short transaction.
+The start of `memsched exec` opens it before the job's command starts, so this
+module imports only what that path needs (sqlite3, os, time; json lazily).
+
+Records (table ``runs``) — every calendar slot of a job ends up in one of them:
+
+* a **run**: ``result`` is ``running``, then ``success``, ``failed`` or
+  ``interrupted``; ``trigger`` says what started it (``timer`` with the
+  ``slot_ms`` it ran for, ``manual``, ``queued``, ``unknown``) and ``actor`` who
+  asked for a manual run.
+* a **skipped** slot (``result = "skipped"``): memsched decided not to run it,
+  as the job's policy or a person asked. ``reason_code`` is one of
+  :data:`SKIP_CODES`.
+* a **lost** slot (``result = "lost"``): it should have run and did not (systemd
+  refused the start, the machine was off). ``reason_code`` is one of
+  :data:`LOST_CODES`.
+
+A skipped or lost record may stand for several consecutive slots: ``slot_ms``
+is the first, ``slot_end_ms`` the last and ``slot_count`` how many (an
+hour-long outage of a per-second job is one row). ``reason`` is the sentence a
+person reads. Counters (:meth:`Registry.counts`) add up ``slot_count``.
+
+The API for slot records, which alerting and timed skips build on:
+
+* :meth:`Registry.record_skip` / :meth:`Registry.record_lost` — one record,
+  with a reason code, for one slot or a run of slots; ``actor`` says who asked
+  (e.g. a manual skip).
+* :meth:`Registry.counts`, :meth:`Registry.slot_counts` (per reason code),
+  :meth:`Registry.last_skips`, :meth:`Registry.history`.
+* Slot accounting (table ``job_slots``): :meth:`Registry.slot_state`,
+  :meth:`Registry.mark_accounted` (every slot up to a time is accounted for),
+  :meth:`Registry.expect_refire` / :meth:`Registry.take_refire` (the start
+  systemd < 257 makes right after a long run, which ``overlap = "skip"`` refuses).
+
+Run requests (table ``run_requests``): a manual run asked through memsched
+(`memsched run`, gRPC RunJob) is a request first; the run that serves it claims
+it (:meth:`Registry.claim_requests`), or it is refused with a reason
+(:meth:`Registry.resolve_requests`), so a caller waiting for it learns exactly
+what happened to *its* request.
 
 Counting follows the original registry's fields but fixes its defects: a
 skipped slot is a skip, never a run; runs are counted from records that
@@ -11,116 +49,27 @@ survive restarts; pauses survive restarts too.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
-import time
-from dataclasses import dataclass, field
-from pathlib import Path
 
 from memsched.errors import MemschedError
 from memsched.proc import pid_alive
+from memsched.registry.records import InstalledUnit, JobCounts, PauseRecord, RunRecord, RunRequest, SlotState
+from memsched.registry.schema import MIGRATIONS, LOST_CODES, NOT_RUNS, REQUEST_STATES, RESULTS, SKIP_CODES
+from memsched.registry.slots import SlotsMixin
+from memsched.registry.times import now_ms
 
-RESULTS = ("running", "success", "failed", "skipped", "interrupted")
-
-_MIGRATIONS = [
-    """
-    CREATE TABLE runs (
-        id INTEGER PRIMARY KEY,
-        job TEXT NOT NULL,
-        instance TEXT,
-        invocation_id TEXT,
-        trigger TEXT NOT NULL,
-        slot_ms INTEGER,
-        started_ms INTEGER NOT NULL,
-        ended_ms INTEGER,
-        duration_ms INTEGER,
-        result TEXT NOT NULL,
-        reason TEXT,
-        exit_code INTEGER,
-        pid INTEGER,
-        metadata TEXT NOT NULL DEFAULT '{}'
-    );
-    CREATE INDEX runs_job_started ON runs (job, started_ms);
-    CREATE INDEX runs_job_result ON runs (job, result);
-    CREATE TABLE pauses (
-        job TEXT PRIMARY KEY,
-        paused_ms INTEGER NOT NULL,
-        paused_by TEXT NOT NULL,
-        reason TEXT
-    );
-    CREATE TABLE installed_units (
-        unit_dir TEXT NOT NULL,
-        name TEXT NOT NULL,
-        job TEXT,
-        sha256 TEXT NOT NULL,
-        scope TEXT NOT NULL,
-        config TEXT,
-        installed_ms INTEGER NOT NULL,
-        PRIMARY KEY (unit_dir, name)
-    );
-    """,
+__all__ = [
+    "InstalledUnit", "JobCounts", "LOST_CODES", "NOT_RUNS", "PauseRecord", "REQUEST_STATES", "RESULTS", "Registry",
+    "RunRecord", "RunRequest", "SKIP_CODES", "SlotState", "now_ms", "open_registry", "registry_location",
 ]
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-@dataclass
-class RunRecord:
-    """One run (or skipped slot) of a job."""
-
-    id: int
-    job: str
-    instance: str | None
-    invocation_id: str | None
-    trigger: str
-    slot_ms: int | None
-    started_ms: int
-    ended_ms: int | None
-    duration_ms: int | None
-    result: str
-    reason: str | None
-    exit_code: int | None
-    pid: int | None
-    metadata: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class JobCounts:
-    """Per-job counters: successful runs, failed runs, skipped slots."""
-
-    runs: int = 0
-    errors: int = 0
-    skips: int = 0
-    interrupted: int = 0
-
-
-@dataclass
-class PauseRecord:
-    job: str
-    paused_ms: int
-    paused_by: str
-    reason: str | None
-
-
-@dataclass
-class InstalledUnit:
-    unit_dir: str
-    name: str
-    job: str | None
-    sha256: str
-    scope: str
-    config: str | None
-    installed_ms: int
-
-
-class Registry:
+class Registry(SlotsMixin):
     """Handle on the registry database. Construction does no I/O; call :meth:`open`."""
 
-    def __init__(self, path: Path | str, busy_timeout_ms: int = 15_000):
-        self.path = Path(path)
+    def __init__(self, path: object, busy_timeout_ms: int = 15_000):
+        self.path = os.fspath(path)  # type: ignore[call-overload]
         self.busy_timeout_ms = busy_timeout_ms
         self._db: sqlite3.Connection | None = None
 
@@ -129,24 +78,30 @@ class Registry:
     def open(self, create: bool = True) -> Registry:
         """Open (creating and migrating the file when ``create``; else an empty registry if none exists) and return self.
 
-        Raises :class:`MemschedError` when the file cannot be opened.
+        Raises :class:`MemschedError` when the file cannot be opened or is not a registry
+        (corrupt, not SQLite, unreadable).
         """
-        target = str(self.path)
-        if not create and not self.path.exists():
+        target = self.path
+        if not create and not os.path.exists(self.path):
             target = ":memory:"  # nothing recorded yet: read an empty registry, create no file
         try:
             if target != ":memory:":
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             db = sqlite3.connect(target, timeout=self.busy_timeout_ms / 1000, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise MemschedError(f"cannot open the run registry {self.path}: {exc}") from None
-        db.row_factory = sqlite3.Row
-        db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-        if target != ":memory:" and db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        self._db = db
-        self._migrate()
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            if target != ":memory:" and db.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            self._db = db
+            self._migrate()
+        except sqlite3.Error as exc:
+            db.close()
+            self._db = None
+            raise MemschedError(f"cannot use the run registry {self.path}: {exc}") from None
         return self
 
     def close(self) -> None:
@@ -168,7 +123,11 @@ class Registry:
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
-        for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+        if version > len(MIGRATIONS):
+            raise MemschedError(
+                f"the run registry {self.path} is from a newer memsched (schema {version}, this one knows {len(MIGRATIONS)})"
+            )
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 if self.db.execute("PRAGMA user_version").fetchone()[0] < number:
@@ -180,6 +139,10 @@ class Registry:
             except BaseException:
                 self.db.execute("ROLLBACK")
                 raise
+
+    def transaction(self) -> _Transaction:
+        """Return a context manager running its block in one write transaction (BEGIN IMMEDIATE)."""
+        return _Transaction(self.db)
 
     # ------------------------------------------------------------ runs
 
@@ -193,14 +156,21 @@ class Registry:
         slot_ms: int | None = None,
         started_ms: int | None = None,
         pid: int | None = None,
+        actor: str | None = None,
     ) -> int:
         """Record that a run started; return its id."""
         cur = self.db.execute(
-            "INSERT INTO runs (job, instance, invocation_id, trigger, slot_ms, started_ms, result, pid) "
-            "VALUES (?, ?, ?, ?, ?, ?, 'running', ?)",
-            (job, instance, invocation_id, trigger, slot_ms, started_ms or now_ms(), pid if pid is not None else os.getpid()),
+            "INSERT INTO runs (job, instance, invocation_id, trigger, slot_ms, started_ms, result, pid, actor) "
+            "VALUES (?, ?, ?, ?, ?, ?, 'running', ?, ?)",
+            (job, instance, invocation_id, trigger, slot_ms, started_ms or now_ms(), pid if pid is not None else os.getpid(), actor),
         )
-        return int(cur.lastrowid)
+        return int(cur.lastrowid)  # type: ignore[arg-type]
+
+    def set_trigger(self, run_id: int, trigger: str, slot_ms: int | None, actor: str | None = None) -> None:
+        """Record what started a run once it is known (it is asked after the work has started)."""
+        self.db.execute(
+            "UPDATE runs SET trigger = ?, slot_ms = ?, actor = COALESCE(?, actor) WHERE id = ?", (trigger, slot_ms, actor, run_id)
+        )
 
     def finish_run(
         self,
@@ -213,47 +183,32 @@ class Registry:
         ended_ms: int | None = None,
     ) -> None:
         """Record how a run ended. Its duration runs from its recorded start, jitter excluded."""
-        if result not in RESULTS:
-            raise ValueError(f"unknown result {result!r}")
+        import json
+
+        if result not in RESULTS or result in NOT_RUNS:
+            raise ValueError(f"unknown run result {result!r}")
         ended = ended_ms or now_ms()
         self.db.execute(
             "UPDATE runs SET ended_ms = ?, duration_ms = ? - started_ms, result = ?, reason = ?, exit_code = ?, metadata = ? WHERE id = ?",
             (ended, ended, result, reason, exit_code, json.dumps(metadata or {}, sort_keys=True), run_id),
         )
 
-    def record_skip(
-        self,
-        job: str,
-        *,
-        reason: str,
-        trigger: str = "timer",
-        slot_ms: int | None = None,
-        invocation_id: str | None = None,
-        at_ms: int | None = None,
-    ) -> int:
-        """Record a slot that was skipped (not a run); return its id."""
-        at = at_ms or now_ms()
-        cur = self.db.execute(
-            "INSERT INTO runs (job, invocation_id, trigger, slot_ms, started_ms, ended_ms, duration_ms, result, reason) "
-            "VALUES (?, ?, ?, ?, ?, ?, 0, 'skipped', ?)",
-            (job, invocation_id, trigger, slot_ms, at, at, reason),
-        )
-        return int(cur.lastrowid)
-
-    def close_dead_runs(self, job: str, alive: callable = None) -> int:  # type: ignore[valid-type]
+    def close_dead_runs(self, job: str, alive: object = None) -> int:
         """Mark 'running' records whose process is gone as failed (killed without recording an end).
 
+        ``alive(pid) -> bool`` decides (default: the pid exists and is not a zombie).
         Returns how many were closed.
         """
         alive = alive or pid_alive
         closed = 0
         for row in self.db.execute("SELECT id, pid FROM runs WHERE job = ? AND result = 'running'", (job,)).fetchall():
-            if row["pid"] and alive(row["pid"]):
+            if row["pid"] and alive(row["pid"]):  # type: ignore[operator]
                 continue
             self.db.execute(
                 "UPDATE runs SET result = 'failed', reason = 'the run ended without recording a result (killed?)', "
-                "ended_ms = COALESCE(ended_ms, ?) WHERE id = ? AND result = 'running'",
-                (now_ms(), row["id"]),
+                "ended_ms = COALESCE(ended_ms, ?), duration_ms = COALESCE(ended_ms, ?) - started_ms "
+                "WHERE id = ? AND result = 'running'",
+                (now_ms(), now_ms(), row["id"]),
             )
             closed += 1
         return closed
@@ -263,17 +218,17 @@ class Registry:
         return _run(row) if row else None
 
     def history(self, job: str, limit: int = 20, include_skips: bool = True) -> list[RunRecord]:
-        """Return the job's latest records, newest first."""
-        where = "" if include_skips else "AND result != 'skipped'"
+        """Return the job's latest records (runs, and unless ``include_skips`` is False skipped and lost slots), newest first."""
+        where = "" if include_skips else "AND result NOT IN ('skipped', 'lost')"
         rows = self.db.execute(
             f"SELECT * FROM runs WHERE job = ? {where} ORDER BY started_ms DESC, id DESC LIMIT ?", (job, limit)
         ).fetchall()
         return [_run(r) for r in rows]
 
     def last_runs(self) -> dict[str, RunRecord]:
-        """Return each job's latest actual run (skips excluded), in one query."""
+        """Return each job's latest actual run (skipped and lost slots excluded), in one query."""
         rows = self.db.execute(
-            "SELECT r.* FROM runs r JOIN (SELECT job, MAX(id) AS id FROM runs WHERE result != 'skipped' GROUP BY job) m "
+            "SELECT r.* FROM runs r JOIN (SELECT job, MAX(id) AS id FROM runs WHERE result NOT IN ('skipped', 'lost') GROUP BY job) m "
             "ON r.id = m.id"
         ).fetchall()
         return {r["job"]: _run(r) for r in rows}
@@ -283,39 +238,45 @@ class Registry:
         return {r[0]: r[1] for r in self.db.execute("SELECT job, MAX(started_ms) FROM runs WHERE result = 'success' GROUP BY job")}
 
     def last_skips(self) -> dict[str, RunRecord]:
-        """Return each job's latest skipped slot, in one query."""
+        """Return each job's latest record of a slot not run (skipped or lost), in one query."""
         rows = self.db.execute(
-            "SELECT r.* FROM runs r JOIN (SELECT job, MAX(id) AS id FROM runs WHERE result = 'skipped' GROUP BY job) m "
+            "SELECT r.* FROM runs r JOIN (SELECT job, MAX(id) AS id FROM runs WHERE result IN ('skipped', 'lost') GROUP BY job) m "
             "ON r.id = m.id"
         ).fetchall()
         return {r["job"]: _run(r) for r in rows}
 
     def find_run(self, job: str, invocation_id: str) -> RunRecord | None:
-        """Return the run a unit invocation recorded, if any."""
+        """Return the latest run a unit invocation recorded, if any."""
         row = self.db.execute(
-            "SELECT * FROM runs WHERE job = ? AND invocation_id = ? AND result != 'skipped' ORDER BY id DESC LIMIT 1",
+            "SELECT * FROM runs WHERE job = ? AND invocation_id = ? AND result NOT IN ('skipped', 'lost') ORDER BY id DESC LIMIT 1",
             (job, invocation_id),
         ).fetchone()
         return _run(row) if row else None
 
     def last_finished(self, job: str) -> RunRecord | None:
-        """Return the job's latest run that recorded an end (any result but skipped)."""
+        """Return the job's latest run that recorded an end (any result but running, skipped or lost)."""
         row = self.db.execute(
-            "SELECT * FROM runs WHERE job = ? AND result NOT IN ('skipped', 'running') ORDER BY id DESC LIMIT 1", (job,)
+            "SELECT * FROM runs WHERE job = ? AND result NOT IN ('skipped', 'lost', 'running') ORDER BY id DESC LIMIT 1", (job,)
         ).fetchone()
         return _run(row) if row else None
 
+    def running(self, job: str) -> list[RunRecord]:
+        """Return the job's records still marked running, oldest first."""
+        return [_run(r) for r in self.db.execute("SELECT * FROM runs WHERE job = ? AND result = 'running' ORDER BY id", (job,))]
+
     def counts(self) -> dict[str, JobCounts]:
-        """Return per-job counters in one query."""
+        """Return per-job counters in one query (skips and lost count slots: a record may stand for several)."""
         out: dict[str, JobCounts] = {}
-        for row in self.db.execute("SELECT job, result, COUNT(*) AS n FROM runs GROUP BY job, result"):
+        for row in self.db.execute("SELECT job, result, COUNT(*) AS n, SUM(slot_count) AS slots FROM runs GROUP BY job, result"):
             c = out.setdefault(row["job"], JobCounts())
             if row["result"] == "success":
                 c.runs = row["n"]
             elif row["result"] == "failed":
                 c.errors = row["n"]
             elif row["result"] == "skipped":
-                c.skips = row["n"]
+                c.skips = row["slots"]
+            elif row["result"] == "lost":
+                c.lost = row["slots"]
             elif row["result"] == "interrupted":
                 c.interrupted = row["n"]
         return out
@@ -340,7 +301,7 @@ class Registry:
 
     # ------------------------------------------------------------ installed units
 
-    def installed_units(self, unit_dir: Path | str | None = None) -> list[InstalledUnit]:
+    def installed_units(self, unit_dir: object = None) -> list[InstalledUnit]:
         if unit_dir is None:
             rows = self.db.execute("SELECT * FROM installed_units ORDER BY unit_dir, name")
         else:
@@ -357,13 +318,10 @@ class Registry:
                     (u.unit_dir, u.name, u.job, u.sha256, u.scope, u.config, u.installed_ms),
                 )
 
-    def forget_installed(self, unit_dir: Path | str, names: list[str]) -> None:
+    def forget_installed(self, unit_dir: object, names: list[str]) -> None:
         with self.transaction():
             for name in names:
                 self.db.execute("DELETE FROM installed_units WHERE unit_dir = ? AND name = ?", (str(unit_dir), name))
-
-    def transaction(self) -> _Transaction:
-        return _Transaction(self.db)
 
 
 class _Transaction:
@@ -379,20 +337,28 @@ class _Transaction:
 
 
 def _run(row: sqlite3.Row) -> RunRecord:
+    import json
+
     data = dict(row)
     data["metadata"] = json.loads(data.get("metadata") or "{}")
-    return RunRecord(**data)
+    return RunRecord(**{k: v for k, v in data.items() if k in RunRecord.__slots__})
+
+
+def registry_location(config: object, scope: str, env: dict[str, str] | None = None) -> str:
+    """Return the registry path the config names (``[registry] path``), or the scope's default."""
+    settings = getattr(config, "settings", None) or {}
+    configured = str(settings["registry"].get("path") or "") if "registry" in settings else ""
+    if configured:
+        return configured
+    from memsched.locate import state_dir
+
+    return os.path.join(state_dir(scope, env), "registry.db")
 
 
 def open_registry(config: object, scope: str, env: dict[str, str] | None = None, create: bool = True) -> Registry:
     """Open the registry the config names (``[registry] path``), or the scope's default.
 
     With ``create`` False a missing registry reads as empty and no file is created.
+    Raises :class:`MemschedError` when it cannot be opened.
     """
-    from memsched.paths import registry_path
-
-    configured = ""
-    settings = getattr(config, "settings", {}) or {}
-    if "registry" in settings:
-        configured = str(settings["registry"].get("path") or "")
-    return Registry(Path(configured) if configured else registry_path(scope, env)).open(create=create)
+    return Registry(registry_location(config, scope, env)).open(create=create)
