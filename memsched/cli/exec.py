@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -9,7 +10,8 @@ import click
 from memsched.cli.reference import complete_jobs
 
 from memsched.cli.common import app, common_options
-from memsched.errors import MemschedError
+from memsched.config.secrets import api_key_problem
+from memsched.errors import ConfigError, MemschedError
 from memsched.jobs import runner
 from memsched.ops.schedule import get_job
 
@@ -33,6 +35,10 @@ def exec_cmd(job: str, as_gate: bool, spawn: bool, instance: str | None) -> None
         config = ctx.config()
         job_cfg = get_job(config, job)
         scope = ctx.scope
+        if job_cfg.kind == "rollup" and not (as_gate or spawn):
+            missing = api_key_problem(config.settings, os.environ)  # the environment the unit gave this run
+            if missing is not None:
+                raise ConfigError([missing], source=str(config.source) if config.source else None)
     except MemschedError as exc:
         click.echo(f"memsched exec: {exc.message}", err=True)
         sys.exit(runner.GATE_ERROR if as_gate else runner.EXIT_USAGE)

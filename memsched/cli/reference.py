@@ -54,15 +54,16 @@ def cli_reference_markdown() -> str:
     settings = dict(cli.context_settings, terminal_width=100, max_content_width=100)
     root = click.Context(cli, info_name="memsched", **settings)
 
-    def walk(command: click.Command, parent: click.Context, path: list[str]) -> None:
-        ctx = click.Context(command, info_name=path[-1], parent=parent, terminal_width=100, max_content_width=100)
-        if path != ["memsched"]:
-            lines.extend([f"## `{' '.join(path)}`", "", "```", command.get_help(ctx).rstrip(), "```", ""])
-        if isinstance(command, click.Group):
-            for name in command.list_commands(ctx):
-                sub = command.get_command(ctx, name)
-                if sub is not None and not sub.hidden:
-                    walk(sub, ctx, [*path, name])
+    def walk(group: click.Group, ctx: click.Context, path: list[str]) -> None:
+        for name in group.list_commands(ctx):
+            sub = group.get_command(ctx, name)
+            if sub is None or sub.hidden:
+                continue
+            # The child's context hangs off its parent's (root: "memsched"), so usage reads "memsched calendar ...".
+            sub_ctx = click.Context(sub, info_name=name, parent=ctx, terminal_width=100, max_content_width=100)
+            lines.extend([f"## `{' '.join([*path, name])}`", "", "```", sub.get_help(sub_ctx).rstrip(), "```", ""])
+            if isinstance(sub, click.Group):
+                walk(sub, sub_ctx, [*path, name])
 
     lines.extend(["## `memsched`", "", "```", cli.get_help(root).rstrip(), "```", ""])
     walk(cli, root, ["memsched"])

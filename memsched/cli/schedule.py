@@ -123,12 +123,16 @@ def next_cmd(job: str | None, cron: str | None, tz: str | None, count: int, afte
 @handle_errors
 def validate_cmd(as_json: bool) -> None:
     """Check the config; warn where jobs meet daylight-saving gaps or folds in the next 12 months."""
-    report = schedule.validate(app().config())
+    ctx = app()
+    config = ctx.config()
+    job_env, _from_manager = schedule.job_environment(ctx.scope)
+    report = schedule.validate(config, scope=ctx.scope, job_env=job_env)
     if as_json:
         echo_json(
             {
                 "config": report.source,
                 "ok": report.ok,
+                "problems": report.problems,
                 "jobs": [
                     {
                         "job": j.name,
@@ -143,6 +147,8 @@ def validate_cmd(as_json: bool) -> None:
         )
     else:
         click.echo(f"config: {report.source or '(built-in defaults)'}")
+        for problem in report.problems:
+            click.echo(f"  error: {problem}")
         for j in report.jobs:
             status = "ok" if not j.problems else "PROBLEM"
             next_run = f"next {j.next_run:%Y-%m-%d %H:%M:%S}Z" if j.next_run else "never fires"

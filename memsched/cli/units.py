@@ -7,16 +7,27 @@ from pathlib import Path
 import click
 
 from memsched.cli.common import app, common_options, echo_json, handle_errors, json_option
+from memsched.config.values import check_program_path
 from memsched.ops import units as units_ops
 from memsched.ops.units import InstallReport
 
-unit_dir_option = click.option(
-    "--unit-dir",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Install into this directory instead of the scope's ($XDG_CONFIG_HOME/systemd/user or /etc/systemd/system).",
-)
+def unit_dir_option(verb: str) -> click.Option:
+    """``--unit-dir``, its help saying what the command does there (``verb``: "Install into", "Remove from")."""
+    return click.option(
+        "--unit-dir",
+        type=click.Path(file_okay=False),
+        default=None,
+        help=f"{verb} this directory instead of the scope's ($XDG_CONFIG_HOME/systemd/user or /etc/systemd/system).",
+    )
+
+
 dry_run_option = click.option("--dry-run", is_flag=True, help="Show the plan (a unified diff) and change nothing.")
+force_option = click.option(
+    "--force",
+    is_flag=True,
+    help="Also replace or delete unit files that have lost memsched's header but are recorded as memsched's "
+    "(without it such a file is a conflict: exit 2, nothing changed).",
+)
 
 
 @click.command("render")
@@ -37,8 +48,11 @@ def render_cmd(scope: str | None, out: str | None, systemd_version: int | None, 
     from memsched.config.load import parse_config
 
     ctx = app()
-    if memsched_path is not None and not memsched_path.startswith("/"):
-        raise click.BadParameter("must be an absolute path", param_hint="--memsched-path")
+    if memsched_path is not None:
+        try:
+            check_program_path(memsched_path)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--memsched-path") from None
     config = parse_config({}) if defaults else ctx.config()
     units = units_ops.render(config, scope or ctx.scope, systemd_version, memsched_path)
     if out:
@@ -82,7 +96,7 @@ def _report(report: InstallReport, as_json: bool, verb: str) -> None:
     state = "applied" if report.applied else "planned (dry run)"
     click.echo(
         f"{verb} {state} in {plan.unit_dir}: {report.changes} change(s): "
-        f"{s['add']} to add, {s['update']} to update, {s['delete']} to delete, {s['unchanged']} unchanged"
+        f"{s['add']} to add, {s['update']} to update, {s['reload']} to load, {s['delete']} to delete, {s['unchanged']} unchanged"
     )
     for change in plan.changes:
         if change.note:
@@ -101,33 +115,39 @@ def _report(report: InstallReport, as_json: bool, verb: str) -> None:
 
 
 @click.command("install-units")
-@unit_dir_option
+@unit_dir_option("Install into")
 @dry_run_option
 @click.option("--no-enable", is_flag=True, help="Install and load the units, but do not enable or start the timers.")
+@force_option
 @json_option
 @common_options
 @handle_errors
-def install_cmd(unit_dir: str | None, dry_run: bool, no_enable: bool, as_json: bool) -> None:
-    """Install (or update) the units of every enabled job, as a plan of add / update / delete.
+def install_cmd(unit_dir: str | None, dry_run: bool, no_enable: bool, force: bool, as_json: bool) -> None:
+    """Install (or update) the units of every enabled job, as a plan of add / update / load / delete.
 
-    Files memsched does not own are never touched; units of jobs removed from the
-    config are stopped, disabled and deleted; a second run with nothing changed
-    changes nothing. Then daemon-reload, and enable and start the timers (paused
-    jobs stay stopped).
+    Files without memsched's header are never touched (exit 2, nothing changed);
+    units of jobs removed from the config are stopped, disabled and deleted; a
+    second run with nothing changed changes nothing. Then daemon-reload, and enable
+    and start the timers (paused jobs stay stopped). An install that was killed is
+    finished by the next one: units written but not loaded are loaded and their
+    timers restarted ("to load"), and its temporary files are removed.
     """
     ctx = app()
-    report = units_ops.install(ctx.config(), ctx.scope, unit_dir=Path(unit_dir) if unit_dir else None, dry_run=dry_run, enable=not no_enable)
+    report = units_ops.install(
+        ctx.config(), ctx.scope, unit_dir=Path(unit_dir) if unit_dir else None, dry_run=dry_run, enable=not no_enable, force=force
+    )
     _report(report, as_json, "install")
 
 
 @click.command("uninstall-units")
-@unit_dir_option
+@unit_dir_option("Remove from")
 @dry_run_option
+@force_option
 @json_option
 @common_options
 @handle_errors
-def uninstall_cmd(unit_dir: str | None, dry_run: bool, as_json: bool) -> None:
+def uninstall_cmd(unit_dir: str | None, dry_run: bool, force: bool, as_json: bool) -> None:
     """Stop, disable, reset-failed and delete every unit memsched owns, then daemon-reload."""
     ctx = app()
-    report = units_ops.uninstall(ctx.config(), ctx.scope, unit_dir=Path(unit_dir) if unit_dir else None, dry_run=dry_run)
+    report = units_ops.uninstall(ctx.config(), ctx.scope, unit_dir=Path(unit_dir) if unit_dir else None, dry_run=dry_run, force=force)
     _report(report, as_json, "uninstall")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomli_w
 
 from memsched.config import schema
-from memsched.config.durations import humanize_ms
+from memsched.config.durations import DURATION_MAX_MS, humanize_ms
 from memsched.config.load import Config, parse_config
 
 
@@ -28,8 +28,17 @@ def _type_text(option: schema.Option) -> str:
         return "one of " + ", ".join(f"`{c}`" for c in option.choices)
     if option.type == "integer" and option.minimum is not None:
         return f"integer {option.minimum}..{option.maximum}"
+    if option.type == "duration":
+        limit = humanize_ms(option.maximum if option.maximum is not None else DURATION_MAX_MS)
+        return f'duration (seconds, or text like "5min", "1h 30min"; at most {limit})'
+    if option.type == "path":
+        return "path" if option.relative else "absolute path"
     return {
-        "duration": 'duration (seconds, or text like "5min", "1h 30min")',
+        "description": "text",
+        "url": "http:// or https:// URL",
+        "envvar": "environment variable name",
+        "group": "group name or numeric GID",
+        "listen": "`unix:PATH` or `tcp:IP:PORT`",
         "argv": "array of strings",
         "cron": "cron expression",
         "timezone": "IANA time zone name",
@@ -118,6 +127,19 @@ def reference_markdown() -> str:
         "`$XDG_CONFIG_HOME/memsched/memsched.toml` (user scope) or `/etc/memsched/memsched.toml`",
         "(system scope). With no file it uses the built-in defaults below. Unknown keys, wrong",
         "types and bad values are refused with the key path (`jobs.NAME.key: ...`) and exit status 2.",
+        "",
+        "Each kind of value is checked as the program that reads it will read it (most end up in",
+        "a unit file, read by systemd), so what `memsched validate` accepts, `render` and",
+        "`install-units` accept too, and systemd reads back unchanged:",
+        "",
+        "- durations: a number of seconds, or text in systemd's units, case-sensitive (`ms`, `s`,",
+        "  `min` or `m`, `h`, `d`, `w`, `month`, `y` and their long names; `1h 30min`), in whole",
+        "  milliseconds. `M` is refused: systemd reads it as a month.",
+        "- sizes (`memory_max`): bytes with an optional `K`, `M`, `G` or `T` (powers of 1024;",
+        "  `1.5G`), 0.01% to 100% of RAM with at most two decimals, or `infinity`; never 0.",
+        "- percentages (`cpu_quota`): above 0%, at most two decimals.",
+        "- text: no control characters; a description at most 2048 bytes, without a leading or",
+        "  trailing space or a trailing backslash (systemd would strip or join them).",
         "",
     ]
     for sect in schema.SECTIONS:

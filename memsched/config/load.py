@@ -19,17 +19,15 @@ from pathlib import Path
 
 from memsched import locate
 from memsched.config import schema
-from memsched.config.durations import parse_duration_ms
+from memsched.config import values
+from memsched.config.durations import DURATION_MAX_MS, parse_duration_ms
 from memsched.cron.calendar import to_on_calendar
 from memsched.cron.parse import CronSpec, parse_cron
 from memsched.errors import ConfigError, CronError, UsageError
-from memsched.text import first_control_char
 
 SCOPES = locate.SCOPES
 SYSTEM_CONFIG = Path(locate.SYSTEM_CONFIG)
 
-_SIZE = re.compile(r"^(\d+(\.\d+)?[KMGT]?|\d+(\.\d+)?%|infinity)$")
-_PERCENT = re.compile(r"^\d+(\.\d+)?%$")
 _JOB_NAME = re.compile(schema.JOB_NAME_PATTERN)
 _REFUSED_ZONES = {"localtime", "Factory", "posixrules"}
 
@@ -122,6 +120,10 @@ def load_config(path: Path | None) -> Config:
             raise ConfigError([("", f"not valid TOML: {exc}")], source=str(path)) from None
         except UnicodeDecodeError:
             raise ConfigError([("", "not valid UTF-8 text")], source=str(path)) from None
+        except RecursionError:
+            raise ConfigError([("", "not a config: arrays or tables nested too deeply")], source=str(path)) from None
+        except ValueError as exc:  # tomllib lets Python's own refusals through (an integer past 4300 digits)
+            raise ConfigError([("", f"not valid TOML: {exc}")], source=str(path)) from None
         except OSError as exc:
             raise ConfigError([("", f"cannot read: {exc.strerror}")], source=str(path)) from None
     return parse_config(raw, path)
@@ -164,9 +166,33 @@ def parse_config(raw: dict[str, object], source: Path | None = None) -> Config:
         job = _validate_job(name, table, problems)
         if job is not None:
             jobs[name] = job
+    if not problems:
+        problems.extend(cross_check(settings, jobs))
     if problems:
         raise ConfigError(problems, source=str(source) if source else None)
     return Config(source=source, jobs=jobs, settings=settings)
+
+
+def cross_check(settings: dict[str, dict[str, object]], jobs: dict[str, JobConfig]) -> list[tuple[str, str]]:
+    """Return the problems no single key shows: keys that are valid alone but not together.
+
+    The facade's: TCP needs ``token_file``; an address that is not loopback needs
+    ``allow_remote``; a job named ``grpc`` would take the facade's unit names.
+    Each problem is ``(key path, message)``, as in :class:`ConfigError`.
+    """
+    problems: list[tuple[str, str]] = []
+    facade = settings.get("facade", {})
+    listen = str(facade.get("listen") or "")
+    if listen:
+        address = values.parse_listen(listen)
+        if address.kind == "tcp" and not facade.get("token_file"):
+            problems.append(("facade.listen", f"{listen!r}: TCP needs facade.token_file"))
+        elif address.kind == "tcp" and not facade.get("allow_remote") and not values.is_loopback_ip(address.host):
+            problems.append(("facade.listen", f"{listen!r}: not a loopback address; set facade.allow_remote = true to serve the network"))
+    grpc = jobs.get("grpc")
+    if facade.get("enabled") and grpc is not None and grpc.enabled:
+        problems.append(("jobs.grpc", "its units would clash with the facade's memsched-grpc.service; rename the job, or set facade.enabled = false"))
+    return problems
 
 
 def _validate_section(sect: schema.Section, table: dict, problems: list) -> dict[str, object]:
@@ -186,7 +212,7 @@ def _validate_section(sect: schema.Section, table: dict, problems: list) -> dict
 
 def _validate_job(name: str, table: dict, problems: list) -> JobConfig | None:
     base = _path("jobs", name)
-    if not _JOB_NAME.match(name):
+    if not _JOB_NAME.fullmatch(name):
         problems.append((base, f"the job name can't be a unit name: use {schema.JOB_NAME_RULE}"))
         return None
     merged: dict[str, object] = dict(schema.DEFAULT_JOBS.get(name, {}))
@@ -253,13 +279,17 @@ def _describe(name: str, values: dict[str, object]) -> str:
 def convert(option: schema.Option, value: object) -> object:
     """Check ``value`` against ``option`` and return it in its parsed form.
 
+    The rule of each type lives in :mod:`memsched.config.values` and
+    :mod:`memsched.config.durations`, which the unit renderer uses too.
     Raises ValueError with a message that says what was expected.
     """
     kind = option.type
-    if kind in ("string", "cron"):
+    if kind in _TEXT_RULES:
         if not isinstance(value, str):
             raise ValueError(f"expected a string, got {_type_name(value)}")
-        _refuse_control(value)
+        if value == "" and kind not in ("string", "cron"):
+            return value  # empty: the documented default (generated description, default path, none)
+        _TEXT_RULES[kind](value, option)
         return value
     if kind == "boolean":
         if not isinstance(value, bool):
@@ -269,49 +299,71 @@ def convert(option: schema.Option, value: object) -> object:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValueError(f"expected an integer, got {_type_name(value)}")
         if option.minimum is not None and value < option.minimum or option.maximum is not None and value > option.maximum:
-            raise ValueError(f"expected an integer from {option.minimum} to {option.maximum}, got {value}")
+            shown = value if abs(value) < 10**30 else "a number that large"
+            raise ValueError(f"expected an integer from {option.minimum} to {option.maximum}, got {shown}")
         return value
     if kind == "duration":
-        return parse_duration_ms(value)
+        return parse_duration_ms(value, option.maximum if option.maximum is not None else DURATION_MAX_MS)
     if kind == "enum":
         if not isinstance(value, str) or value not in option.choices:
-            got = repr(value) if isinstance(value, str) else _type_name(value)
+            got = repr(value[:40]) if isinstance(value, str) else _type_name(value)
             raise ValueError(f"expected one of {', '.join(option.choices)}, got {got}")
         return value
     if kind == "timezone":
         if not isinstance(value, str):
             raise ValueError(f"expected an IANA time zone name, got {_type_name(value)}")
         if not is_valid_timezone(value):
-            raise ValueError(f'{value!r} is not an IANA time zone name (expected e.g. "UTC" or "Europe/Berlin")')
+            raise ValueError(f'{value[:60]!r} is not an IANA time zone name (expected e.g. "UTC" or "Europe/Berlin")')
         return value
     if kind == "argv":
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise ValueError('expected a non-empty list of strings, e.g. ["/usr/bin/true"]')
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value) or not (value or option.empty):
+            example = '["/usr/bin/true"]'
+            raise ValueError(f"expected a {'' if option.empty else 'non-empty '}list of strings, e.g. {example}")
         for item in value:
-            _refuse_control(item)
-        if not value[0]:
+            values.check_text(item)
+        if value and not value[0]:
             raise ValueError("the program (first element) is empty")
         return tuple(value)
     if kind == "size":
-        if not isinstance(value, str) or not _SIZE.match(value):
-            raise ValueError('expected bytes with an optional K, M, G or T suffix, a percentage, or "infinity" (e.g. "512M")')
-        return value
+        return values.check_memory_max(value)
     if kind == "percent":
-        if not isinstance(value, str) or not _PERCENT.match(value):
-            raise ValueError('expected a percentage of one CPU, e.g. "50%" or "200%"')
-        return value
+        return values.check_cpu_quota(value)
     raise AssertionError(f"unknown option type {kind}")
 
 
-def _refuse_control(text: str) -> None:
-    bad = first_control_char(text)
-    if bad is not None:
-        raise ValueError(f"must not contain control characters (found {bad!r})")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*", re.ASCII)
+
+
+def _check_url(value: str, _option: schema.Option) -> None:
+    values.check_text(value)
+    if not value.startswith(("http://", "https://")) or len(value) <= len("https://"):
+        raise ValueError(f"{value[:60]!r} is not an http:// or https:// URL")
+
+
+def _check_envvar(value: str, _option: schema.Option) -> None:
+    if not _ENV_NAME.fullmatch(value):
+        raise ValueError(f"{value[:60]!r} is not an environment variable name (letters, digits and '_', not starting with a digit)")
+
+
+def _check_listen(value: str, _option: schema.Option) -> None:
+    values.parse_listen(value)
+
+
+_TEXT_RULES = {
+    "string": lambda value, option: values.check_text(value),
+    "cron": lambda value, option: values.check_text(value),
+    "description": lambda value, option: values.check_description(value),
+    "path": lambda value, option: values.check_file_path(value, relative_ok=option.relative),
+    "url": _check_url,
+    "envvar": _check_envvar,
+    "group": lambda value, option: values.check_group(value),
+    "listen": _check_listen,
+}
 
 
 # Where systemd and Python's zoneinfo look for the tz database (zoneinfo.TZPATH's defaults).
 TZ_DIRS = ("/usr/share/zoneinfo", "/usr/lib/zoneinfo", "/usr/share/lib/zoneinfo", "/etc/zoneinfo")
-_ZONE_NAME = re.compile(r"^[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*$")
+_ZONE_NAME = re.compile(r"[A-Za-z0-9_+-]+(/[A-Za-z0-9_+-]+)*")
 
 
 @cache
@@ -320,7 +372,7 @@ def is_valid_timezone(name: str) -> bool:
 
     Checked as systemd checks it: the name is a TZif file of the database.
     """
-    if name in _REFUSED_ZONES or name.startswith(("posix/", "right/")) or not _ZONE_NAME.match(name):
+    if name in _REFUSED_ZONES or name.startswith(("posix/", "right/")) or not _ZONE_NAME.fullmatch(name):
         return False
     for directory in TZ_DIRS:
         try:
@@ -344,9 +396,9 @@ def _type_name(value: object) -> str:
     }.get(type(value), type(value).__name__)
 
 
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
 
 def _path(*parts: str) -> str:
     """Join key parts as TOML would write them (quoting keys that need it)."""
-    return ".".join(p if _BARE_KEY.match(p) else json.dumps(p, ensure_ascii=False) for p in parts)
+    return ".".join(p if _BARE_KEY.fullmatch(p) else json.dumps(p, ensure_ascii=False) for p in parts)

@@ -16,7 +16,7 @@ IO_CLASSES = ("idle", "best-effort", "realtime")
 
 # Job names become unit names verbatim (memsched-<job>.timer), so they are
 # limited to characters that need no escaping in unit names or shells.
-JOB_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+JOB_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}"  # matched whole (re.fullmatch): "$" would let a final newline in
 JOB_NAME_RULE = (
     "letters, digits, '_' and '-', starting with a letter or digit, at most 64 characters "
     "(it becomes the unit name memsched-<job>.timer)"
@@ -27,10 +27,13 @@ JOB_NAME_RULE = (
 class Option:
     """One config key.
 
-    ``type`` is one of: string, integer, boolean, duration, enum, argv, cron,
-    timezone, size, percent. ``default`` is the parsed default (None = unset);
-    ``default_doc`` describes a computed default for the docs. ``kinds`` limits a
-    job key to some job kinds.
+    ``type`` is one of: string, description, path, url, envvar, group, listen,
+    integer, boolean, duration, enum, argv, cron, timezone, size, percent; the rule
+    of each is in :mod:`memsched.config.values` (durations: :mod:`memsched.config.durations`).
+    ``default`` is the parsed default (None = unset); ``default_doc`` describes a
+    computed default for the docs. ``kinds`` limits a job key to some job kinds.
+    ``minimum``/``maximum`` bound an integer, or a duration (in milliseconds).
+    ``relative`` lets a path be relative; ``empty`` lets an argv be empty.
     """
 
     key: str
@@ -44,6 +47,8 @@ class Option:
     minimum: int | None = None
     maximum: int | None = None
     example: object = None
+    relative: bool = False
+    empty: bool = False
 
 
 @dataclass(frozen=True)
@@ -132,8 +137,8 @@ JOB_OPTIONS: tuple[Option, ...] = (
     ),
     Option(
         "description",
-        "string",
-        "Human description shown by systemctl (Description=).",
+        "description",
+        "Human description shown by systemctl (Description=): at most 2048 bytes, no leading or trailing space.",
         default="",
         default_doc="generated from the job's kind",
     ),
@@ -246,8 +251,8 @@ SECTIONS: tuple[Section, ...] = (
         (
             Option(
                 "path",
-                "string",
-                "Registry database file. Empty: $XDG_STATE_HOME/memsched/registry.db (user scope) "
+                "path",
+                "Registry database file (an absolute path). Empty: $XDG_STATE_HOME/memsched/registry.db (user scope) "
                 "or /var/lib/memsched/registry.db (system scope).",
                 default="",
             ),
@@ -260,18 +265,21 @@ SECTIONS: tuple[Section, ...] = (
         (
             Option(
                 "path",
-                "string",
+                "path",
                 "Store database file (`~` expanded; a relative path is relative to the config file's "
                 "directory). Empty: $XDG_DATA_HOME/memsched/memory.db (user scope) or "
                 "/var/lib/memsched/memory.db (system scope).",
                 default="",
+                relative=True,
             ),
             Option(
                 "busy_timeout",
                 "duration",
                 "Longest a process waits in total for another one's lock on the store (ingest, rollup, "
-                "compaction share it) before failing with a clear error. 0: do not wait.",
+                "compaction share it) before failing with a clear error. 0: do not wait. At most 1 day "
+                "(SQLite's busy timeout is a 32-bit count of milliseconds).",
                 default=30_000,
+                maximum=86_400_000,
             ),
         ),
     ),
@@ -296,7 +304,7 @@ SECTIONS: tuple[Section, ...] = (
             ),
             Option(
                 "base_url",
-                "string",
+                "url",
                 "API base URL. Empty: https://api.openai.com/v1 (openai; requests go to <base_url>/chat/completions) "
                 "or https://api.anthropic.com (anthropic; requests go to <base_url>/v1/messages).",
                 default="",
@@ -310,7 +318,7 @@ SECTIONS: tuple[Section, ...] = (
             ),
             Option(
                 "api_key_env",
-                "string",
+                "envvar",
                 "Environment variable holding the API key when api_key is empty. Empty: OPENAI_API_KEY "
                 "(openai) or ANTHROPIC_API_KEY (anthropic).",
                 default="",
@@ -340,8 +348,8 @@ SECTIONS: tuple[Section, ...] = (
         (
             Option(
                 "textfile",
-                "string",
-                "File to write (e.g. /var/lib/prometheus/node-exporter/memsched.prom). Empty: no metrics.",
+                "path",
+                "File to write (an absolute path, e.g. /var/lib/prometheus/node-exporter/memsched.prom). Empty: no metrics.",
                 default="",
             ),
         ),
@@ -359,6 +367,7 @@ SECTIONS: tuple[Section, ...] = (
                 "MEMSCHED_LOG (the run's last log lines). Empty: only record and log the failure.",
                 default=(),
                 default_doc="empty (no command)",
+                empty=True,
             ),
             Option(
                 "log_lines",
@@ -391,8 +400,9 @@ SECTIONS: tuple[Section, ...] = (
             ),
             Option(
                 "listen",
-                "string",
-                "Where to listen: `unix:PATH` or `tcp:HOST:PORT`. Empty: the unix socket "
+                "listen",
+                "Where to listen: `unix:PATH` or `tcp:HOST:PORT`, HOST an IP address (`127.0.0.1`, `[::1]`: "
+                "systemd's ListenStream= takes no host names). Empty: the unix socket "
                 "$XDG_RUNTIME_DIR/memsched/grpc.sock (user scope) or /run/memsched/grpc.sock (system scope). "
                 "TCP needs token_file; an address that is not loopback also needs allow_remote.",
                 default="",
@@ -405,14 +415,14 @@ SECTIONS: tuple[Section, ...] = (
             ),
             Option(
                 "token_file",
-                "string",
+                "path",
                 "File holding the bearer token TCP callers must send (`authorization: Bearer TOKEN`). "
                 "Required for TCP; not used on the unix socket.",
                 default="",
             ),
             Option(
                 "group",
-                "string",
+                "group",
                 "A group whose members may pause, resume and run jobs over the unix socket (besides the "
                 "service's own user and root); it also becomes the socket's group (mode 0660). Empty: none.",
                 default="",

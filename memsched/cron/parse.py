@@ -69,8 +69,8 @@ MAX_DAYS = {1: 31, 2: 29, 3: 31, 4: 30, 5: 31, 6: 30, 7: 31, 8: 31, 9: 30, 10: 3
 # systemd's "~" notation counts at most 28 days back from the end of a month.
 MAX_FROM_END = 28
 
-_NUMBER = re.compile(r"^\d+$")
-_NAME = re.compile(r"^[A-Za-z]+$")
+_NUMBER = re.compile(r"^\d+\Z", re.ASCII)  # \Z and ASCII: "$" passes a final newline, \d Unicode digits
+_NAME = re.compile(r"^[A-Za-z]+\Z")
 
 
 @dataclass(frozen=True)
@@ -212,11 +212,24 @@ def _refuse_foreign_syntax(raw: str) -> None:
         )
 
 
+def _int(digits: str) -> int:
+    """int() of an ASCII digit string; past 18 digits a stand-in as large (every bound is far smaller).
+
+    Python refuses int() of more than 4300 digits, and would spend time on a long string anyway.
+    """
+    significant = digits.lstrip("0")
+    return int(significant or "0") if len(significant) <= 18 else 10**18
+
+
+def _shown(digits: str) -> str:
+    return digits if len(digits) <= 24 else digits[:21] + "..."
+
+
 def _number(token: str, fld: int, raw: str) -> int:
     """Turn one value token (number or name) into an int, checking bounds."""
     name = FIELD_NAMES[fld]
     if _NUMBER.match(token):
-        value = int(token)
+        value = _int(token)
     elif _NAME.match(token) and fld == MONTH and token.upper() in MONTH_NAMES:
         value = MONTH_NAMES.index(token.upper()) + 1
     elif _NAME.match(token) and fld == DOW and token.upper() in DOW_NAMES:
@@ -232,7 +245,7 @@ def _number(token: str, fld: int, raw: str) -> int:
         raise CronError(f"{raw!r} in the {name} field: {token!r} is not a number")
     lo, hi = FIELD_BOUNDS[fld]
     if not lo <= value <= hi:
-        raise CronError(f"{raw!r} in the {name} field: {value} is out of range {lo}-{hi}")
+        raise CronError(f"{_shown(raw)!r} in the {name} field: {_shown(token) if _NUMBER.match(token) else value} is out of range {lo}-{hi}")
     return value
 
 
@@ -259,7 +272,7 @@ def _parse_plain(text: str, fld: int, constructs: set[str]) -> frozenset[int]:
             body, _, step_text = item.partition("/")
             if not _NUMBER.match(step_text):
                 raise CronError(f"{item!r} in the {name} field: the step {step_text!r} is not a number")
-            step = int(step_text)
+            step = _int(step_text)
             if step < 1:
                 raise CronError(f"{item!r} in the {name} field: a step must be at least 1")
             constructs.add("step")
@@ -287,10 +300,10 @@ def _parse_plain(text: str, fld: int, constructs: set[str]) -> frozenset[int]:
     return frozenset(values)
 
 
-_DOM_LAST = re.compile(r"^L(?:-(\d+))?$", re.IGNORECASE)
-_DOM_NEAREST = re.compile(r"^(\d+)W$", re.IGNORECASE)
-_DOW_LAST = re.compile(r"^([A-Za-z]+|\d+)L$", re.IGNORECASE)
-_DOW_NTH = re.compile(r"^([A-Za-z]+|\d+)#(\d+)$")
+_DOM_LAST = re.compile(r"^L(?:-(\d+))?\Z", re.IGNORECASE | re.ASCII)
+_DOM_NEAREST = re.compile(r"^(\d+)W\Z", re.IGNORECASE | re.ASCII)
+_DOW_LAST = re.compile(r"^([A-Za-z]+|\d+)L\Z", re.IGNORECASE | re.ASCII)
+_DOW_NTH = re.compile(r"^([A-Za-z]+|\d+)#(\d+)\Z", re.ASCII)
 
 
 def _parse_dom(text: str, constructs: set[str]) -> DaySpec | None:
@@ -306,19 +319,19 @@ def _parse_dom(text: str, constructs: set[str]) -> DaySpec | None:
             last_weekday = True
             constructs.add("LW")
         elif m := _DOM_LAST.match(item):
-            n = int(m.group(1) or 0)
+            n = _int(m.group(1) or "0")
             if n > MAX_FROM_END - 1:
                 raise CronError(
-                    f"{item!r} in the day-of-month field: systemd counts at most {MAX_FROM_END} days "
-                    f"back from the end of a month (~{MAX_FROM_END}), so L-{n} cannot be expressed; "
+                    f"{_shown(item)!r} in the day-of-month field: systemd counts at most {MAX_FROM_END} days "
+                    f"back from the end of a month (~{MAX_FROM_END}), so L-{_shown(m.group(1))} cannot be expressed; "
                     f"the largest offset is L-{MAX_FROM_END - 1}"
                 )
             offsets.add(n)
             constructs.add("L-n" if m.group(1) else "L")
         elif m := _DOM_NEAREST.match(item):
-            day = int(m.group(1))
+            day = _int(m.group(1))
             if not 1 <= day <= 31:
-                raise CronError(f"{item!r} in the day-of-month field: {day} is out of range 1-31")
+                raise CronError(f"{_shown(item)!r} in the day-of-month field: {_shown(m.group(1))} is out of range 1-31")
             nearest.add(day)
             constructs.add("W")
         elif "L" in upper or "W" in upper:
@@ -346,9 +359,9 @@ def _parse_dow(text: str, constructs: set[str]) -> WeekdaySpec | None:
     for item in text.split(","):
         if m := _DOW_NTH.match(item):
             weekday = _number(m.group(1), DOW, item) % 7
-            n = int(m.group(2))
+            n = _int(m.group(2))
             if not 1 <= n <= 5:
-                raise CronError(f"{item!r} in the day-of-week field: '#' takes 1 to 5 (the n-th weekday of the month)")
+                raise CronError(f"{_shown(item)!r} in the day-of-week field: '#' takes 1 to 5 (the n-th weekday of the month)")
             nth.add((weekday, n))
             constructs.add("#")
         elif m := _DOW_LAST.match(item):

@@ -1,6 +1,6 @@
 """Listen addresses of the facade: ``unix:PATH`` or ``tcp:HOST:PORT``; parsing, the loopback rule, binding.
 
-Imports only the standard library (the CLI and the unit renderer use it without gRPC).
+Imports only the standard library and memsched.config (the CLI and the unit renderer use it without gRPC).
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import ipaddress
 import os
 import socket
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
+from memsched.config.values import ListenAddress, parse_listen  # ListenAddress: defined beside its rule, re-exported here
 from memsched.errors import UsageError
 
 SOCKET_MODE = 0o660
@@ -21,57 +21,17 @@ SOCKET_NAME = "grpc.sock"
 BACKLOG = 256
 
 
-@dataclass(frozen=True)
-class ListenAddress:
-    """A parsed address: ``kind`` is "unix" (``path``) or "tcp" (``host``, ``port``)."""
-
-    kind: str
-    path: str = ""
-    host: str = ""
-    port: int = 0
-
-    def __str__(self) -> str:
-        if self.kind == "unix":
-            return f"unix:{self.path}"
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"tcp:{host}:{self.port}"
-
-    @property
-    def systemd_listen(self) -> str:
-        """The value of ListenStream= for this address."""
-        if self.kind == "unix":
-            return self.path
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
 def parse_address(text: str, what: str = "--listen") -> ListenAddress:
-    """Parse ``unix:PATH`` (absolute path) or ``tcp:HOST:PORT`` (``[v6]`` in brackets).
+    """Parse ``unix:PATH`` (absolute path) or ``tcp:HOST:PORT`` (``[v6]`` in brackets; a host name is fine here).
 
-    Returns the :class:`ListenAddress`; raises :class:`UsageError` naming ``what``.
+    The rule is :func:`memsched.config.values.parse_listen` (a config value must name an IP
+    address, since it becomes ListenStream=). Returns the :class:`ListenAddress`;
+    raises :class:`UsageError` naming ``what``.
     """
-    value = text.strip()
-    if value.startswith("unix:"):
-        path = value[len("unix:") :]
-        if path.startswith("//"):
-            path = path[2:] if path.startswith("///") else path
-        if not path.startswith("/"):
-            raise UsageError(f"{what} {text}: a unix socket path must be absolute (unix:/run/memsched/grpc.sock)")
-        if len(os.fsencode(path)) > 107:
-            raise UsageError(f"{what} {text}: a unix socket path must be shorter than 108 bytes")
-        if any(ord(c) < 32 for c in path):
-            raise UsageError(f"{what} {text}: the path contains a control character")
-        return ListenAddress("unix", path=path)
-    if value.startswith("tcp:"):
-        rest = value[len("tcp:") :]
-        if rest.startswith("["):
-            host, sep, port_text = rest[1:].partition("]:")
-        else:
-            host, sep, port_text = rest.rpartition(":")
-        if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise UsageError(f"{what} {text}: expected tcp:HOST:PORT with a port from 1 to 65535 (e.g. tcp:127.0.0.1:50051)")
-        return ListenAddress("tcp", host=host, port=int(port_text))
-    raise UsageError(f"{what} {text}: expected unix:PATH or tcp:HOST:PORT")
+    try:
+        return parse_listen(text, numeric_host=False)
+    except ValueError as exc:
+        raise UsageError(f"{what} {text}: {exc}") from None
 
 
 def default_address(scope: str, env: dict[str, str] | None = None) -> ListenAddress:

@@ -10,8 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from memsched.config.load import Config
-from memsched.errors import UsageError
-from memsched.facade.listen import is_loopback_host, parse_address
+from memsched.config.values import parse_listen
 
 SOCKET_UNIT = "memsched-grpc.socket"
 SERVICE_UNIT = "memsched-grpc.service"
@@ -22,25 +21,18 @@ DEFAULT_LISTEN_STREAM = "%t/memsched/grpc.sock"  # %t: $XDG_RUNTIME_DIR (user ma
 def facade_unit_vars(config: Config, scope: str) -> dict[str, Any] | None:
     """Return the template variables of the facade units, or None when the facade is not enabled.
 
-    Raises :class:`UsageError` naming the ``facade.*`` key: a malformed listen address,
-    TCP without token_file, a non-loopback address without allow_remote, a job whose
-    units would take the facade's unit names.
+    Raises ValueError for a listen address the config's validation would have refused.
     """
     settings = dict((config.settings or {}).get("facade", {}))
     if not settings.get("enabled"):
         return None
-    if "grpc" in config.enabled_jobs:
-        raise UsageError("jobs.grpc: its units would clash with the facade's memsched-grpc.service; rename the job, or set facade.enabled = false")
+    # The config's own validation (memsched.config.load.cross_check) already refused what cannot
+    # be served: a malformed address, TCP without a token, the network without allow_remote, a job named grpc.
     listen = str(settings.get("listen") or "")
     tcp = False
     if listen:
-        address = parse_address(listen, "facade.listen")
+        address = parse_listen(listen)
         tcp = address.kind == "tcp"
-        if tcp:
-            if not settings.get("token_file"):
-                raise UsageError(f"facade.listen = {listen!r}: TCP needs facade.token_file")
-            if not settings.get("allow_remote") and not is_loopback_host(address.host):
-                raise UsageError(f"facade.listen = {listen!r}: not a loopback address; set facade.allow_remote = true to serve the network")
         listen_stream: str = address.systemd_listen
         specifiers = False
     else:
@@ -66,7 +58,8 @@ def apply_facade(manager: Any, plan: Any, report: Any) -> None:
     actions = {change.name: change.action for change in plan.changes}
     if actions.get(SOCKET_UNIT) in (None, "delete"):
         return
-    if actions.get(SERVICE_UNIT) == "update" or actions.get(SOCKET_UNIT) == "update":
+    changed = ("update", "reload")  # reload: written by an install that was interrupted before it got here
+    if actions.get(SERVICE_UNIT) in changed or actions.get(SOCKET_UNIT) in changed:
         if manager.properties(SERVICE_UNIT).get("ActiveState") in ("active", "activating", "reloading"):
             manager.stop(SERVICE_UNIT)
             report.stopped.append(SERVICE_UNIT)
@@ -74,7 +67,7 @@ def apply_facade(manager: Any, plan: Any, report: Any) -> None:
         manager.enable([SOCKET_UNIT])
         report.enabled.append(SOCKET_UNIT)
     active = manager.properties(SOCKET_UNIT).get("ActiveState")
-    if active == "active" and actions.get(SOCKET_UNIT) == "update":
+    if active == "active" and actions.get(SOCKET_UNIT) in changed:
         manager._manager("RestartUnit", "ss", SOCKET_UNIT.encode(), b"replace")
         report.restarted.append(SOCKET_UNIT)
     elif active != "active":

@@ -11,9 +11,9 @@ from pathlib import Path
 from memsched.config.load import Config
 from memsched.paths import unit_dir as default_unit_dir
 from memsched.registry import open_registry
-from memsched.systemd.install import is_owned_text, plan_install
+from memsched.systemd.install import plan_install
 from memsched.systemd.manager import ManagerClient
-from memsched.systemd.names import service_name, timer_name
+from memsched.systemd.names import job_of_unit, service_name, timer_name
 
 
 @dataclass
@@ -36,7 +36,12 @@ def doctor(config: Config, scope: str, unit_dir: Path | None = None) -> list[Fin
     with ManagerClient(scope) as manager, open_registry(config, scope) as registry:
         rendered = render_all(config, render_context(config, scope, manager=manager))
         recorded = {u.name: u for u in registry.installed_units(target)}
-        plan = plan_install(rendered, target, scope, list(recorded.values()))
+        unloaded = manager.needs_reload(sorted({u.name for u in rendered} | set(recorded)))
+        plan = plan_install(rendered, target, scope, list(recorded.values()), unloaded)
+        for path in plan.stale_temps:
+            findings.append(Finding(None, f"{path} was left by an install that was killed", "run `memsched install-units` (it removes it)", "warning"))
+        for name in sorted(unloaded - {c.name for c in plan.of("reload")}):
+            findings.append(Finding(job_of_unit(name), f"{name} changed on disk but the manager has not loaded it", "run `memsched install-units`"))
         for change in plan.changes:
             path = change.path
             if change.action == "add":
@@ -54,8 +59,8 @@ def doctor(config: Config, scope: str, unit_dir: Path | None = None) -> list[Fin
                     )
                 else:
                     findings.append(Finding(change.job, f"{change.name} is stale against the config", "run `memsched install-units`"))
-            elif change.action == "unchanged" and change.name not in recorded and is_owned_text(change.old or ""):
-                findings.append(Finding(change.job, f"{change.name} is not in the registry's record", "run `memsched install-units`", "warning"))
+            elif change.action == "reload":
+                findings.append(Finding(change.job, f"{change.name} is not loaded as installed: {change.note}", "run `memsched install-units` (it loads it and restarts the timer)"))
         pauses = registry.pauses()
         for job in config.enabled_jobs.values():
             timer = timer_name(job.name)

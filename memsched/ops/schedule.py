@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from memsched.config.load import Config, JobConfig, is_valid_timezone
+from memsched.config.secrets import api_key_problem
 from memsched.cron.calendar import to_on_calendar
 from memsched.cron.dst import DstWarning, dst_warnings
 from memsched.cron.parse import parse_cron
@@ -50,6 +53,21 @@ def next_fire_times(expression: str, tz: str, count: int, after: datetime | None
     return predict(spec, tz, after or datetime.now(timezone.utc), count)
 
 
+def job_environment(scope: str) -> tuple[dict[str, str], bool]:
+    """Return the environment the jobs' units start with (the manager's), and whether the manager told it.
+
+    When no manager answers, this process's environment stands in (False).
+    """
+    from memsched.errors import MemschedError
+    from memsched.systemd.manager import ManagerClient
+
+    try:
+        with ManagerClient(scope) as manager:
+            return manager.environment(), True
+    except MemschedError:
+        return dict(os.environ), False
+
+
 @dataclass
 class JobCheck:
     """What ``validate`` found for one job."""
@@ -63,24 +81,44 @@ class JobCheck:
 
 @dataclass
 class ValidationReport:
-    """The result of checking a whole config."""
+    """The result of checking a whole config: per job, and ``problems`` of the config as a whole."""
 
     source: str | None
     jobs: list[JobCheck]
+    problems: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not any(j.problems for j in self.jobs)
+        return not self.problems and not any(j.problems for j in self.jobs)
 
 
-def validate(config: Config, now: datetime | None = None, months: int = 12) -> ValidationReport:
+def validate(
+    config: Config,
+    now: datetime | None = None,
+    months: int = 12,
+    scope: str | None = None,
+    job_env: Mapping[str, str] | None = None,
+) -> ValidationReport:
     """Check every enabled job: systemd accepts its calendar, it fires again, and where DST bites.
 
-    Schema problems were already raised by loading; this finds what only
-    systemd and the calendar can tell.
+    Schema problems were already raised by loading; this finds what only systemd, the
+    calendar and the jobs' surroundings can tell. With ``scope``, also that the units
+    render (exactly what ``render`` and ``install-units`` would refuse is refused here)
+    and that an API summarizer finds its key in ``job_env``, the environment the jobs run in.
     """
     now = now or datetime.now(timezone.utc)
-    checks = []
+    report = ValidationReport(str(config.source) if config.source else None, [])
+    if scope is not None:
+        from memsched.ops.units import render
+
+        try:
+            render(config, scope)
+        except UsageError as exc:
+            report.problems.append(exc.message)
+        missing = api_key_problem(config.settings, os.environ if job_env is None else job_env)
+        if missing is not None:
+            report.problems.append(f"{missing[0]}: {missing[1]}")
+    checks = report.jobs
     for job in config.enabled_jobs.values():
         values = list(job.on_calendar)
         check = JobCheck(job.name, values, None)
@@ -101,4 +139,4 @@ def validate(config: Config, now: datetime | None = None, months: int = 12) -> V
             else:
                 check.warnings.append(warning)
         checks.append(check)
-    return ValidationReport(str(config.source) if config.source else None, checks)
+    return report

@@ -6,15 +6,26 @@ import os
 import pwd
 import shutil
 import subprocess
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from memsched.config.load import Config
-from memsched.errors import ManagerUnavailable, MemschedError, PermissionDenied, UsageError
+from memsched.errors import ManagerUnavailable, MemschedError, PermissionDenied
 from memsched.facade.units import apply_facade, facade_unit_vars
 from memsched.paths import unit_dir as default_unit_dir
-from memsched.registry import Registry, open_registry
-from memsched.systemd.install import InstallPlan, plan_install, remove_files, write_files
+from memsched.registry import InstalledUnit, Registry, open_registry
+from memsched.systemd.install import (
+    DirectoryLock,
+    InstallPlan,
+    kill_point,
+    plan_install,
+    record_plan,
+    refuse_conflicts,
+    remove_files,
+    remove_stale_temps,
+    write_files,
+)
 from memsched.systemd.manager import ManagerClient
 from memsched.systemd.render import (
     SYSTEM_USER,
@@ -40,8 +51,10 @@ def render_context(
     extra_paths: list[str] = []
     if scope == "system":
         for path in _configured_paths(config, scope):
-            if not str(path).startswith("/var/lib/memsched/"):
-                extra_paths.append(str(path.parent))
+            # Normalized, because systemd refuses ReadWritePaths= with ".." ("not normalized, ignoring").
+            parent = os.path.normpath(str(path.parent))
+            if not (parent + "/").startswith("/var/lib/memsched/"):
+                extra_paths.append(parent)
     return RenderContext(
         scope=scope,
         memsched_argv=(memsched_path,) if memsched_path else memsched_command(),
@@ -116,12 +129,14 @@ def install(
     unit_dir: Path | None = None,
     dry_run: bool = False,
     enable: bool = True,
+    force: bool = False,
     registry: Registry | None = None,
 ) -> InstallReport:
     """Plan and (unless ``dry_run``) apply the installation of the config's units.
 
-    Raises :class:`UsageError` on conflicts with files memsched does not own,
-    :class:`ManagerUnavailable` when the manager is needed and unreachable.
+    Converges after a kill at any point (see :mod:`memsched.systemd.install`).
+    Raises :class:`UsageError` on conflicts with files memsched does not own (unless
+    ``force``), :class:`ManagerUnavailable` when the manager is needed and unreachable.
     """
     target, custom_dir, manager = _target(scope, unit_dir, dry_run)
     try:
@@ -129,17 +144,18 @@ def install(
         own_registry = registry is None
         registry = registry or open_registry(config, scope)
         try:
-            plan = plan_install(units, target, scope, registry.installed_units(target))
-            report = InstallReport(plan, applied=False)
-            if plan.conflicts:
-                names = ", ".join(str(c.path) for c in plan.conflicts)
-                raise UsageError(f"refusing to overwrite unit files memsched does not own: {names} (move them away, or rename the job)")
-            if dry_run:
-                return report
-            if scope == "system":
-                _ensure_system_user(report)
-            paused = set(registry.pauses())
-            _apply(plan, report, registry, manager, config, enable, paused, str(config.source) if config.source else None, custom_dir)
+            with _locked(target, dry_run):
+                manager = _reading(manager, target, custom_dir)
+                recorded = registry.installed_units(target)
+                plan = plan_install(units, target, scope, recorded, _unloaded(manager, units, recorded), force)
+                report = InstallReport(plan, applied=False)
+                refuse_conflicts(plan)
+                if dry_run:
+                    return report
+                if scope == "system":
+                    _ensure_system_user(report)
+                paused = set(registry.pauses())
+                _apply(plan, report, registry, manager, config, enable, paused, str(config.source) if config.source else None)
             if scope == "user":
                 _linger_note(report)
             return report
@@ -151,6 +167,26 @@ def install(
             manager.close()
 
 
+def _locked(target: Path, dry_run: bool) -> AbstractContextManager[object]:
+    """The unit directory's lock while applying; a dry run changes nothing and takes none (nor creates the directory)."""
+    return nullcontext() if dry_run else DirectoryLock(target)
+
+
+def _reading(manager: ManagerClient | None, target: Path, custom_dir: bool) -> ManagerClient | None:
+    """The manager, if it reads ``target``; None for a directory it does not read (files only)."""
+    if manager is not None and custom_dir and str(target) not in _unit_paths(manager):
+        manager.close()
+        return None
+    return manager
+
+
+def _unloaded(manager: ManagerClient | None, units: list[RenderedUnit], recorded: list[InstalledUnit]) -> set[str]:
+    """Units (wanted or installed) whose files the manager has not loaded as they are on disk."""
+    if manager is None:
+        return set()
+    return manager.needs_reload(sorted({u.name for u in units} | {u.name for u in recorded}))
+
+
 def _apply(
     plan: InstallPlan,
     report: InstallReport,
@@ -160,11 +196,12 @@ def _apply(
     enable: bool,
     paused: set[str],
     config_label: str | None,
-    custom_dir: bool,
 ) -> None:
+    """Apply the plan in an order that a kill at any point leaves recoverable: stop what goes away,
+    write, delete, daemon-reload, (re)start, and only then record (see memsched.systemd.install)."""
     deleted = plan.of("delete")
-    if manager is not None and custom_dir and str(plan.unit_dir) not in _unit_paths(manager):
-        manager = None  # the manager does not read this directory: files only
+    for path in remove_stale_temps(plan):
+        report.notes.append(f"removed {path.name}, left by an install that was killed")
     if manager is not None:
         # Stop and disable what goes away before its files disappear, running concurrent instances included.
         for change in deleted:
@@ -172,26 +209,38 @@ def _apply(
                 for unit in manager.list_units([change.name.replace("@.", "@*.")]):
                     manager.stop(unit["name"])
                     report.stopped.append(unit["name"])
-            if change.name.endswith((".timer", ".socket")):
+            if change.name.endswith((".timer", ".socket")) and change.old is not None:
+                # A file already gone (an interrupted run deleted it) cannot be disabled; its links go below.
                 manager.disable([change.name])
             if change.name.endswith((".timer", ".service", ".socket")) and "@." not in change.name:
                 manager.stop(change.name)
                 report.stopped.append(change.name)
-    write_files(plan, registry, config_label)
-    remove_files(plan, registry)
+    kill_point("stopped")
+    write_files(plan)
+    remove_files(plan)
+    kill_point("files-written")
     report.applied = True
     if manager is None:
+        record_plan(plan, registry, config_label)
         report.notes.append(f"units written to {plan.unit_dir}; no manager loaded them (it does not read that directory)")
         return
-    assert manager is not None
     if plan.pending:
         manager.reload()
+    kill_point("reloaded")
     for change in deleted:
         manager.reset_failed(change.name)
     report.loaded = True
-    if not enable:
-        return
-    changed = {c.name for c in plan.of("add", "update")}
+    if enable:
+        _start_timers(plan, report, manager, config, paused)
+        apply_facade(manager, plan, report)
+    kill_point("started")
+    record_plan(plan, registry, config_label)
+    kill_point("recorded")
+
+
+def _start_timers(plan: InstallPlan, report: InstallReport, manager: ManagerClient, config: Config, paused: set[str]) -> None:
+    """Enable and start the timers of enabled, unpaused jobs; restart those whose units changed."""
+    changed = {c.name for c in plan.of("add", "update", "reload")}
     for job in config.enabled_jobs.values():
         timer = timer_name(job.name)
         if job.name in paused:
@@ -207,7 +256,6 @@ def _apply(
         elif timer in changed:
             manager._manager("RestartUnit", "ss", timer.encode(), b"replace")
             report.restarted.append(timer)
-    apply_facade(manager, plan, report)
 
 
 def _unit_paths(manager: ManagerClient) -> list[str]:
@@ -244,16 +292,22 @@ def _linger_note(report: InstallReport) -> None:
         )
 
 
-def uninstall(config: Config, scope: str, *, unit_dir: Path | None = None, dry_run: bool = False) -> InstallReport:
-    """Stop, disable, reset-failed and delete every unit memsched owns in the directory, then daemon-reload."""
+def uninstall(config: Config, scope: str, *, unit_dir: Path | None = None, dry_run: bool = False, force: bool = False) -> InstallReport:
+    """Stop, disable, reset-failed and delete every unit memsched owns in the directory, then daemon-reload.
+
+    Raises :class:`UsageError` when a unit the registry records has lost memsched's header
+    (unless ``force``): such a file is not deleted.
+    """
     target, custom_dir, manager = _target(scope, unit_dir, dry_run)
     try:
-        with open_registry(config, scope) as registry:
-            plan = plan_install([], target, scope, registry.installed_units(target))
+        with open_registry(config, scope) as registry, _locked(target, dry_run):
+            manager = _reading(manager, target, custom_dir)
+            plan = plan_install([], target, scope, registry.installed_units(target), force=force)
             report = InstallReport(plan, applied=False)
+            refuse_conflicts(plan)
             if dry_run:
                 return report
-            _apply(plan, report, registry, manager, config, enable=False, paused=set(), config_label=None, custom_dir=custom_dir)
+            _apply(plan, report, registry, manager, config, enable=False, paused=set(), config_label=None)
             return report
     finally:
         if manager is not None:

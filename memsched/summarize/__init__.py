@@ -28,16 +28,13 @@ def make_summarizer(config: object, env: dict[str, str] | None = None, *, should
     kind = settings.get("kind") or "local"
     if kind == "local":
         return LocalSummarizer()
-    from memsched.summarize.api import ApiSummarizer, default_key_env
+    from memsched.config.secrets import find_api_key
+    from memsched.summarize.api import ApiSummarizer
 
-    env = os.environ if env is None else env
-    key_env = settings.get("api_key_env") or default_key_env(kind)
-    key = settings.get("api_key") or env.get(key_env, "")
-    if not key:
-        raise ConfigError(
-            [("summarizer.api_key", f"summarizer.kind = {kind!r} needs an API key: set summarizer.api_key, or the environment variable {key_env}")],
-            source=str(getattr(config, "source", "") or "") or None,
-        )
+    found = find_api_key(getattr(config, "settings", {}), os.environ if env is None else env)
+    if found.problem:
+        raise ConfigError([("summarizer.api_key", found.problem)], source=str(getattr(config, "source", "") or "") or None)
+    key = found.key
     base_url = str(settings.get("base_url") or "")
     if base_url and not base_url.startswith(("http://", "https://")):
         raise ConfigError([("summarizer.base_url", f"{base_url!r}: expected an http:// or https:// URL")], source=str(getattr(config, "source", "") or "") or None)

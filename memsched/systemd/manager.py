@@ -122,6 +122,12 @@ class ManagerClient:
         except ValueError:
             return 0
 
+    def environment(self) -> dict[str, str]:
+        """Return the manager's environment block: what every unit it starts inherits."""
+        body = self._call(_MANAGER_PATH, _PROPS_IFACE, b"Get", "ss", [_MANAGER_IFACE, b"Environment"]).body
+        pairs = [str(item).partition("=") for item in _decode(body)]
+        return {name: value for name, _, value in pairs if name}
+
     def unit_path(self, unit: str) -> bytes:
         """Return the unit's object path, loading the unit (LoadUnit works for unloaded and missing units)."""
         return self._manager("LoadUnit", "s", unit.encode())
@@ -145,6 +151,21 @@ class ManagerClient:
             suffix = "." + unit.rsplit(".", 1)[-1]
             out[unit] = self.properties(unit, UNIT_IFACE, *interfaces_of.get(suffix, ()))
         return out
+
+    def needs_reload(self, units: list[str]) -> set[str]:
+        """Return those of ``units`` whose unit file (or drop-ins) changed on disk since the manager
+        loaded them: its NeedDaemonReload. Templates (``foo@.service``) cannot be asked and are left out.
+
+        install-units and doctor both decide "written but not loaded" by this one function.
+        """
+        stale = set()
+        for unit in units:
+            if "@." in unit:
+                continue
+            path = self.unit_path(unit).decode()
+            if self.get_property(path, UNIT_IFACE, "NeedDaemonReload"):
+                stale.add(unit)
+        return stale
 
     def list_units(self, patterns: list[str]) -> list[dict[str, Any]]:
         """Return loaded units matching the glob patterns (name, description, load/active/sub state)."""

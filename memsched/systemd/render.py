@@ -22,10 +22,12 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import Callable
 
 import jinja2
 
 from memsched import __version__
+from memsched.config import values
 from memsched.config.durations import format_duration_ms
 from memsched.config.load import Config, JobConfig
 from memsched.errors import UsageError
@@ -86,12 +88,28 @@ def _refuse_control(value: str, what: str) -> None:
         raise RenderError(f"{what} {value!r} contains a control character ({bad!r}); it cannot go into a unit file")
 
 
+def _rule(check: Callable[[str], object], value: str, what: str) -> None:
+    """Apply one of the config's value rules (memsched.config.values) to a value about to be written."""
+    _refuse_control(value, what)
+    try:
+        check(value)
+    except ValueError as exc:
+        raise RenderError(f"{what}: {exc}") from None
+
+
 def unit_text(value: object) -> str:
     """Escape a free-text setting value: no control characters, no trailing backslash, ``%`` doubled."""
     text = str(value)
     _refuse_control(text, "the value")
     if text.rstrip().endswith("\\"):
         raise RenderError(f"the value {text!r} ends with a backslash, which would continue the unit file line")
+    return text if isinstance(value, Specifier) else text.replace("%", "%%")
+
+
+def description(value: object) -> str:
+    """Write a Description= value: the config's description rule, ``%`` doubled (unless it is our own Specifier)."""
+    text = str(value)
+    _rule(values.check_description, text, "the description")
     return text if isinstance(value, Specifier) else text.replace("%", "%%")
 
 
@@ -117,21 +135,33 @@ def exec_arg(value: object) -> str:
     return f'"{escaped}"'
 
 
+def exec_program(value: object) -> str:
+    """Quote the program of ExecStart=: the config's program rule, only ``%`` doubled.
+
+    systemd expands specifiers in the program but no ``$`` variables, and refuses quotes
+    and backslashes in it whatever the escaping, so those are refused here.
+    """
+    text = str(value)
+    _rule(values.check_program_path, text, "the program")
+    return '"' + text.replace("%", "%%") + '"'
+
+
 def exec_line(argv: list[str] | tuple[str, ...]) -> str:
     """Return a full ExecStart= command line; the program must be an absolute path."""
     if not argv or not str(argv[0]).startswith("/"):
         raise RenderError(f"the program of a unit command must be an absolute path, not {argv[0] if argv else '(empty)'!r}")
-    return " ".join(exec_arg(a) for a in argv)
+    return " ".join([exec_program(argv[0]), *(exec_arg(a) for a in argv[1:])])
 
 
 def path_value(value: object) -> str:
-    """Escape a path for settings such as ReadWritePaths= (absolute, C-escaped, ``%%``)."""
+    r"""Quote a path for settings such as ReadWritePaths=: double quotes, ``\\`` and ``\"`` escaped, ``%%``.
+
+    systemd unquotes these settings (a single quote is a quote too) but does not C-unescape
+    them, so ``\x20`` would read back as ``x20``; inside double quotes every other character is literal.
+    """
     text = str(value)
-    _refuse_control(text, "the path")
-    if not text.startswith("/"):
-        raise RenderError(f"the path {text!r} must be absolute")
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%").replace(" ", "\\x20")
-    return escaped
+    _rule(values.check_absolute_path, text, "the path")
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
 
 
 def timespan(ms: object) -> str:
@@ -166,6 +196,7 @@ def environment() -> jinja2.Environment:
         exec_line=exec_line,
         exec_arg=exec_arg,
         path_value=path_value,
+        description=description,
         timespan=timespan,
     )
     return env
@@ -317,6 +348,8 @@ def render_all(config: Config, ctx: RenderContext) -> list[RenderedUnit]:
     """
     if ctx.config_path is not None:
         _refuse_control(str(ctx.config_path), "--config path")
+    # The program every unit runs: judged once here, so its problem is not blamed on the first job.
+    _rule(values.check_program_path, ctx.memsched_argv[0], "the memsched program the units would run")
     units: list[RenderedUnit] = []
     for job in config.enabled_jobs.values():
         try:
