@@ -20,7 +20,7 @@ def test_defaults_reproduce_the_original_jobs() -> None:
     day = jobs["toc_rollup_day"]
     assert (day.kind, day.level, day.cron, day.timezone) == ("rollup", "day", "0 0 1 * * *", "UTC")
     assert (day.jitter, day.timeout, day.overlap, day.catch_up, day.enabled) == (300_000, 1_800_000, "skip", True, True)
-    assert jobs["toc_rollup_week"].cron == "0 0 2 * * 0"
+    assert jobs["toc_rollup_week"].cron == "0 0 2 * * 1"  # Monday 02:00 (issue 11.8; the original had Sunday)
     assert jobs["toc_rollup_month"].cron == "0 0 3 1 * *"
     compaction = jobs["compaction"]
     assert (compaction.kind, compaction.cron, compaction.jitter, compaction.timeout) == ("compaction", "0 0 4 * * 0", 600_000, 3_600_000)
@@ -29,6 +29,25 @@ def test_defaults_reproduce_the_original_jobs() -> None:
     # a month must be rolled at the first run after it closes (03:00 on the 1st), so min_age < 3h
     assert jobs["toc_rollup_month"].min_age is not None and jobs["toc_rollup_month"].min_age < 3 * 3_600_000
     assert all(j.overlap == "skip" and j.timezone == "UTC" for j in jobs.values())
+
+
+def test_default_week_rollup_rolls_each_iso_week_two_hours_after_it_closes() -> None:
+    """An ISO week ends Sunday 24:00 UTC; the default week rollup's next run (systemd's own
+    calendar) after that instant is Monday 02:00, and by then the week is past its min_age,
+    so the run rolls it. With the original Sunday 02:00 the week waited about six days."""
+    from datetime import datetime, timedelta, timezone
+
+    from memsched.store.periods import week_period
+    from memsched.systemd.analyze import calendar_next
+
+    week = parse_config({}).jobs["toc_rollup_week"]
+    for iso_year, iso_week in ((2026, 49), (2026, 53), (2027, 13), (2027, 44)):  # incl. year and month crossings
+        end_ms = week_period(iso_year, iso_week).end_ms
+        closes = datetime.fromtimestamp((end_ms + 1) / 1000, timezone.utc)
+        assert closes.weekday() == 0 and closes.hour == 0
+        (first_run,) = calendar_next(list(week.on_calendar), closes - timedelta(seconds=1), 1)
+        assert first_run - closes == timedelta(hours=2), (iso_year, iso_week, first_run)
+        assert week.min_age is not None and end_ms <= first_run.timestamp() * 1000 - week.min_age
 
 
 def test_file_overrides_default_job_key_by_key_and_adds_jobs(tmp_path: Path) -> None:

@@ -109,7 +109,7 @@ def test_default_jobs_translate_to_golden_values() -> None:
     config = parse_config({})
     assert {n: list(j.on_calendar) for n, j in config.jobs.items()} == {
         "toc_rollup_day": ["*-*-* 01:00:00 UTC"],
-        "toc_rollup_week": ["Sun *-*-* 02:00:00 UTC"],
+        "toc_rollup_week": ["Mon *-*-* 02:00:00 UTC"],
         "toc_rollup_month": ["*-*-01 03:00:00 UTC"],
         "toc_rollup_year": ["*-01-01 05:00:00 UTC"],
         "compaction": ["Sun *-*-* 04:00:00 UTC"],

@@ -217,7 +217,7 @@ DEFAULT_JOBS: dict[str, dict[str, object]] = {
     "toc_rollup_week": {
         "kind": "rollup",
         "level": "week",
-        "cron": "0 0 2 * * 0",
+        "cron": "0 0 2 * * 1",
         "jitter": 300_000,
         "timeout": 1_800_000,
     },
