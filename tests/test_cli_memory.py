@@ -161,3 +161,24 @@ def test_a_slow_stdin_holds_no_lock_so_a_rollup_runs_meanwhile(tmp_path: Path) -
     assert failures == [] and probes > 5, failures[:3]
     report = json.loads(out)
     assert report["committed"] and report["inserted"] == len(lines)
+
+
+def test_ingest_never_crashes_or_wedges_on_extreme_timestamps(tmp_path: Path) -> None:
+    """Issue 13: a 4301-digit timestamp is an invalid line (exit 2, or skipped); December 9999 builds and wedges nothing."""
+    line = '{"event_id":"01HM6X8Z3ZC0000000000000%s","session_id":"s","timestamp":%s,"event_type":"user_message","role":"user","text":"hi"}\n'
+    big = tmp_path / "big.jsonl"
+    big.write_text(line % ("AA", 1_705_329_000_000) + line % ("AB", "1" * 4301))
+    assert_clean(run("ingest", str(big), home=tmp_path), 2, "1 invalid line; nothing was ingested", "line 2: timestamp: ", "4301 digits")
+    assert_clean(run("ingest", str(big), "--skip-invalid", home=tmp_path), 0, "1 event ingested", "line 2: timestamp: ")
+    last = tmp_path / "last.jsonl"
+    last.write_text(line % ("AC", 253_402_300_799_999))
+    assert_clean(run("ingest", str(last), home=tmp_path), 0, "1 event ingested")
+    ordinary = tmp_path / "ordinary.jsonl"
+    ordinary.write_text(line % ("AD", 1_705_329_060_000))
+    assert_clean(run("ingest", str(ordinary), home=tmp_path), 0, "1 event ingested")
+    toc = json.loads(run("toc", "--json", home=tmp_path).stdout)
+    assert "toc:year:9999" in json.dumps(toc) and "toc:year:2024" in json.dumps(toc)
+    for node in ("toc:month:9999:12", "toc:week:9999:W52", "toc:year:9999"):
+        assert_clean(run("toc", "show", node, home=tmp_path), 0, "9999-12-31 23:59:59.999Z")
+        assert json.loads(run("toc", "show", node, "--json", home=tmp_path).stdout)["end_time"] == 253_402_300_799_999
+    assert_clean(run("toc", home=tmp_path), 0, "toc:day:9999-12-31")

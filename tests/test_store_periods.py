@@ -56,16 +56,35 @@ def test_iso_week_53_and_week_1_across_year_boundaries() -> None:
     assert [p.node_id for p in chain_for_day(date(2024, 12, 31))] == ["toc:day:2024-12-31", "toc:week:2025:W01", "toc:month:2025:01", "toc:year:2025"]
 
 
-@given(st.dates(min_value=date(1971, 1, 1), max_value=date(9998, 12, 1)))
+@given(st.dates(min_value=date(1970, 1, 1), max_value=date(9999, 12, 31)))  # every day an event may name
 def test_every_day_lies_inside_its_week_and_periods_tile(day: date) -> None:
     chain = chain_for_day(day)
     d, w, m, y = chain
     assert w.start_ms <= d.start_ms and d.end_ms <= w.end_ms
     assert m.start_ms <= w.start_ms + 3 * 86_400_000 <= m.end_ms  # the Thursday
     assert y.start_ms <= m.start_ms and m.end_ms <= y.end_ms
-    assert day_period(day + timedelta(days=1)).start_ms == d.end_ms + 1
+    if day < date.max:
+        assert day_period(day + timedelta(days=1)).start_ms == d.end_ms + 1
     for period in chain:
         assert period_of_node_id(period.node_id) == period
+
+
+MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the largest timestamp ingest accepts
+
+
+def test_the_last_periods_an_event_can_name_exist_and_end_at_the_last_timestamp() -> None:
+    # December 9999 and the year 9999 end where no datetime.date can follow them
+    chain = chain_for_day(date(9999, 12, 31))
+    assert [p.node_id for p in chain] == ["toc:day:9999-12-31", "toc:week:9999:W52", "toc:month:9999:12", "toc:year:9999"]
+    d, w, m, y = chain
+    assert d.end_ms == m.end_ms == y.end_ms == MAX_TIMESTAMP_MS
+    assert (m.start_ms, y.start_ms) == (ms(9999, 12, 1), ms(9999, 1, 1))
+    assert (w.start_ms, w.end_ms) == (ms(9999, 12, 27), MAX_TIMESTAMP_MS)  # its ISO Sunday is in year 10000, which nothing can name
+    for period in chain:
+        assert period_of_node_id(period.node_id) == period
+    first = chain_for_day(date(1970, 1, 1))  # a Thursday: 1970-W01
+    assert [p.node_id for p in first] == ["toc:day:1970-01-01", "toc:week:1970:W01", "toc:month:1970:01", "toc:year:1970"]
+    assert first[0].start_ms == first[2].start_ms == first[3].start_ms == 0
 
 
 @pytest.mark.parametrize("bad", ["toc:week:2021:W53", "toc:day:2024-02-30", "toc:month:2024:13", "day:2024-01-01", "toc:week:2024:3"])

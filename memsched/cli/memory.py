@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from contextlib import nullcontext
-from datetime import datetime, timezone
 from typing import BinaryIO
 
 import click
@@ -13,6 +12,7 @@ from memsched.cli.common import app, common_options, echo_json, echo_table, hand
 from memsched.errors import UsageError
 from memsched.ops import memory
 from memsched.store import SqliteStore, open_configured_store, open_store
+from memsched.store.periods import utc_datetime
 
 _STORE_KEY = "memsched.store_path"
 
@@ -53,7 +53,7 @@ def _open_input(file: str) -> tuple[BinaryIO, str]:
 
 
 def _utc(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
+    return utc_datetime(ms).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + "Z"
 
 
 @click.command("ingest")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import marshal
 import re
+import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,19 +24,37 @@ from memsched.errors import MemschedError, UsageError
 from memsched.store.base import Store
 from memsched.store.build import BuildResult, build_pending
 from memsched.store.models import EVENT_TYPES, ROLES, Grip, SegmentInfo, TocNode
-from memsched.store.periods import LEVELS, PERIOD_LEVELS, check_node_id
+from memsched.store.periods import LEVELS, MAX_TIMESTAMP_MS, PERIOD_LEVELS, check_node_id
 from memsched.store.tokens import event_tokens
 
 MAX_LINE_BYTES = 1 << 20  # a line longer than 1 MiB (newline excluded) is refused, not read into memory
 MAX_ERRORS_LISTED = 100
 BATCH_ROWS = 2000
 SPOOL_MEMORY_BYTES = 32 << 20  # valid rows are held in memory up to this, then in a temporary file
-MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
 REQUIRED_FIELDS = ("event_id", "session_id", "timestamp", "event_type", "role", "text")
 _ULID = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
 _EVENT_TYPES = frozenset(EVENT_TYPES)
 _ROLES = frozenset(ROLES)
 _raw_decode_json = json.JSONDecoder().raw_decode
+
+
+class _HugeInt:
+    """A JSON integer too long for ``int()`` (past ``sys.get_int_max_str_digits()``, 4300 by default); stands in for it so its field is named."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, text: str):
+        self.digits = len(text.lstrip("-"))
+
+
+def _parse_int_bounded(text: str) -> int | _HugeInt:
+    limit = sys.get_int_max_str_digits()  # PYTHONINTMAXSTRDIGITS may change it; 0 means none
+    return _HugeInt(text) if limit and len(text.lstrip("-")) > limit else int(text)
+
+
+# Used only after the fast decoder refused a line for an over-long integer: a Python
+# callback per integer would slow every ingest, and such lines are never valid.
+_raw_decode_json_bounded = json.JSONDecoder(parse_int=_parse_int_bounded).raw_decode
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _JSON_TYPE = {dict: "an object", list: "an array", str: "a string", int: "an integer", float: "a number", bool: "a boolean", type(None): "null"}
 
@@ -104,6 +123,8 @@ class IngestRejected(UsageError):
 
 
 def _describe(value: object) -> str:
+    if isinstance(value, _HugeInt):
+        return f"an integer of {value.digits} digits"
     name = _JSON_TYPE.get(type(value), type(value).__name__)
     if isinstance(value, (str, int, float)) and not isinstance(value, bool):
         shown = repr(value)
@@ -130,9 +151,14 @@ def parse_event_line(raw: bytes) -> tuple | str:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         return f"invalid UTF-8 at byte {exc.start + 1}"
+    stripped = line.strip()
     try:
-        stripped = line.strip()
-        obj, end = _raw_decode_json(stripped)
+        try:
+            obj, end = _raw_decode_json(stripped)
+        except json.JSONDecodeError:
+            raise
+        except ValueError:  # an integer past int()'s digit limit: decode again, keeping it as a _HugeInt
+            obj, end = _raw_decode_json_bounded(stripped)
         if end != len(stripped):
             raise json.JSONDecodeError("Extra data", stripped, end)
     except json.JSONDecodeError as exc:

@@ -3,7 +3,10 @@
 Levels, outermost first: year > month > week > day > segment. Each period's bounds
 come from the period itself: a day is its UTC calendar day, a week its ISO week
 (Monday 00:00 to Sunday 23:59:59.999), a month its calendar month, a year its
-calendar year. A period ends 1 ms before the next one begins.
+calendar year. A period ends 1 ms before the next one begins. Timestamps end at
+:data:`MAX_TIMESTAMP_MS` (the last millisecond of 9999, the last instant a
+``datetime`` can name): December 9999 and the year 9999 end there, and so does the
+last ISO week, 9999-W52, whose Sunday would fall in year 10000.
 
 The tree is strict: a day's parent is its ISO week, a week's parent is the month
 that holds its Thursday (so 2024-W05, Jan 29 to Feb 4, is a child of February
@@ -25,6 +28,8 @@ PERIOD_LEVELS = ("year", "month", "week", "day")
 ROLLUP_ORDER = ("day", "week", "month", "year")  # children before parents
 DAY_MS = 86_400_000
 _EPOCH = date(1970, 1, 1)
+_EPOCH_DATETIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
+MAX_TIMESTAMP_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last day a datetime.date can name
 
 MONTH_NAMES = (
     "January", "February", "March", "April", "May", "June",
@@ -59,9 +64,27 @@ def _ms(day: date) -> int:
     return (day - _EPOCH).days * DAY_MS
 
 
+def _end_before(year: int, month: int) -> int:
+    """Return the last millisecond before the first of ``month`` of ``year`` (month 13 = next January).
+
+    Computed from the month's last day rather than from the following first day,
+    which for December 9999 would be a date Python cannot represent.
+    """
+    if month == 13:
+        year, month = year + 1, 1
+    if month == 1:
+        return _ms(date(year - 1, 12, 31)) + DAY_MS - 1
+    return _ms(date(year, month, 1) - timedelta(days=1)) + DAY_MS - 1
+
+
 def day_number(ts_ms: int) -> int:
     """Return the UTC day (days since 1970-01-01) holding ``ts_ms``."""
     return ts_ms // DAY_MS
+
+
+def utc_datetime(ts_ms: int) -> datetime:
+    """Return the UTC datetime of ``ts_ms`` exactly (``fromtimestamp(ms / 1000)`` goes through a float and can lose the last millisecond)."""
+    return _EPOCH_DATETIME + timedelta(milliseconds=ts_ms)
 
 
 def date_of_day_number(day: int) -> date:
@@ -106,7 +129,7 @@ def week_period(iso_year: int, iso_week: int) -> Period:
         week_id(iso_year, iso_week),
         f"Week {iso_week} of {iso_year}",
         start,
-        start + 7 * DAY_MS - 1,
+        min(start + 7 * DAY_MS - 1, MAX_TIMESTAMP_MS),
         month_id(thursday.year, thursday.month),
     )
 
@@ -117,22 +140,21 @@ def month_id(year: int, month: int) -> str:
 
 
 def month_period(year: int, month: int) -> Period:
-    """Return a calendar month's period; its parent is its year."""
-    first = date(year, month, 1)
-    following = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
+    """Return a calendar month's period; its parent is its year. Raises ValueError for a month that does not exist."""
+    start = _ms(date(year, month, 1))  # first: raises ValueError for a month that does not exist
     return Period(
         "month",
         month_id(year, month),
         f"{MONTH_NAMES[month - 1]} {year}",
-        _ms(first),
-        _ms(following) - 1,
+        start,
+        _end_before(year, month + 1),
         f"toc:year:{year:04d}",
     )
 
 
 def year_period(year: int) -> Period:
     """Return a calendar year's period (no parent)."""
-    return Period("year", f"toc:year:{year:04d}", f"{year}", _ms(date(year, 1, 1)), _ms(date(year + 1, 1, 1)) - 1, None)
+    return Period("year", f"toc:year:{year:04d}", f"{year}", _ms(date(year, 1, 1)), _end_before(year, 13), None)
 
 
 def parent_of(period: Period) -> Period | None:
@@ -157,7 +179,7 @@ def segment_node_id(day: date, first_event_id: str) -> str:
 
 def segment_title(start_ms: int) -> str:
     """Return a segment's title from its start, e.g. "January 15, 2024 at 14:30" (UTC)."""
-    when = datetime.fromtimestamp(start_ms / 1000, timezone.utc)
+    when = utc_datetime(start_ms)
     return f"{MONTH_NAMES[when.month - 1]} {when.day}, {when.year} at {when:%H:%M}"
 
 
