@@ -5,6 +5,8 @@
   it), so an interrupted or killed run leaves no manager behind.
 * ``systemd``: a test's view of that manager; what the test installs is removed
   afterwards. Tests using it are marked ``systemd`` automatically.
+* ``foreign_user``: a throwaway system user (tests/foreign.py) for attacks run as
+  another uid; deleted at the end of the session.
 * With MEMSCHED_NO_SKIP=1 (CI) a skipped test is a failure.
 """
 
@@ -16,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from foreign import ForeignUser, create_user, reap_stale_users, remove_user
 from memsched.systemd.sandbox import Sandbox, reap_stale
 from systemd_env import SystemdTestEnv
 
@@ -72,3 +75,15 @@ def systemd(sandbox: Sandbox, _baseline_units: set[str], tmp_path: Path) -> Iter
         yield env
     finally:
         env.cleanup()
+
+
+@pytest.fixture(scope="session")
+def foreign_user() -> Iterator[ForeignUser]:
+    if os.geteuid() != 0:
+        pytest.skip("creating a throwaway user needs root")
+    reap_stale_users()
+    user = create_user()
+    try:
+        yield user
+    finally:
+        remove_user(user)

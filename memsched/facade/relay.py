@@ -7,9 +7,13 @@ auth context only says "local"). So memsched accepts every connection itself, on
 the inherited or self-bound sockets, and reads the peer's credentials from the
 kernel (``SO_PEERCRED``: pid, uid, gid of the connecting process, unforgeable).
 It then opens a connection to the real gRPC server on a private unix socket (in a
-0700 directory) from a socket bound to a unique abstract address; gRPC reports that
+0700 directory) from a socket bound to an abstract address; gRPC reports that
 address as the call's peer (``unix-abstract:NAME``), and :meth:`Relay.peer_of` maps
-it back to the credentials. Bytes are relayed unchanged in both directions
+it back to the credentials. Abstract names are a namespace every local user shares
+and can read (/proc/net/unix), so each name is 128 random bits drawn afresh per
+connection: nobody can predict, and so take first, the name the relay binds next
+(a counter or a per-process tag let another user squat on the next names and make
+every call fail). A name that is taken anyway costs a retry, not the connection. Bytes are relayed unchanged in both directions
 (HTTP/2 end to end: flow control, GOAWAY and deadlines work as without the relay).
 
 The relay runs one asyncio loop in a thread of its own.
@@ -18,8 +22,7 @@ The relay runs one asyncio loop in a thread of its own.
 from __future__ import annotations
 
 import asyncio
-import itertools
-import os
+import errno
 import secrets
 import socket
 import struct
@@ -30,7 +33,31 @@ from functools import partial
 from memsched.facade.auth import Peer
 
 ABSTRACT_PREFIX = "unix-abstract:"
+NAME_PREFIX = "memsched-facade-"
+_BIND_ATTEMPTS = 8
 _UCRED = struct.Struct("3i")
+
+
+def _random_name() -> str:
+    """Return a fresh abstract socket name: the prefix and 128 bits from the OS's CSPRNG."""
+    return NAME_PREFIX + secrets.token_hex(16)
+
+
+def bind_unpredictable(sock: socket.socket) -> str:
+    """Bind unix ``sock`` to a fresh random abstract name and return the name (without the NUL).
+
+    A name already in use is replaced by another random one. Raises OSError when
+    binding fails otherwise, or when every attempt found its name taken.
+    """
+    for _ in range(_BIND_ATTEMPTS):
+        name = _random_name()
+        try:
+            sock.bind("\0" + name)
+            return name
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    raise OSError(errno.EADDRINUSE, f"no free abstract socket name after {_BIND_ATTEMPTS} attempts")
 
 
 def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
@@ -51,8 +78,6 @@ class Relay:
         self._upstream = upstream
         self._max = max_connections
         self._peers: dict[str, Peer] = {}
-        self._tag = f"memsched-facade-{os.getpid()}-{secrets.token_hex(6)}"
-        self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._servers: list[asyncio.AbstractServer] = []
@@ -152,9 +177,6 @@ class Relay:
         self._transports.difference_update(transports)
         self.last_activity = time.monotonic()
 
-    def _new_name(self) -> str:
-        return f"{self._tag}-{next(self._ids)}"
-
 
 class _Side(asyncio.Protocol):
     """One end of a relayed connection; ``other`` is the protocol of the far end.
@@ -243,11 +265,10 @@ class _ClientSide(_Side):
     async def _connect(self, peer: Peer) -> None:
         relay = self.relay
         loop = asyncio.get_running_loop()
-        name = relay._new_name()
         upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         upstream.setblocking(False)
         try:
-            upstream.bind("\0" + name)
+            name = bind_unpredictable(upstream)
             await loop.sock_connect(upstream, relay._upstream)
             up_transport, up_side = await loop.create_connection(lambda: _Side(relay), sock=upstream)
         except OSError:

@@ -1,0 +1,132 @@
+"""Attacks on the gRPC facade by another local user (issue 12.3), run as a throwaway uid.
+
+The facade's relay connects to the private gRPC socket from sockets bound to abstract
+names, which every local user can read in /proc/net/unix. An attacker who cannot even
+connect to the facade's 0660 socket must not be able to take the names the relay will
+use next and so make every call fail.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from foreign import ForeignUser
+from memsched.facade import relay as relay_module
+from memsched.facade.client import FacadeClient
+from memsched_testing import write_config
+from systemd_env import SystemdTestEnv, wait_for
+from test_facade import JOBS, Server, short_dir
+from test_units_install import install
+
+# Reads the abstract names in /proc/net/unix; for every facade-looking name NAME-N binds
+# NAME-(N+1) .. NAME-(N+400), the names a counter would hand out next; then prints what
+# it saw and holds the names until its stdin closes.
+SQUATTER = textwrap.dedent(
+    """
+    import json, os, re, socket, sys
+    seen, held = [], []
+    for line in open("/proc/net/unix").read().splitlines()[1:]:
+        fields = line.split()
+        if len(fields) >= 8 and fields[7].startswith("@memsched-facade"):
+            seen.append(fields[7][1:])
+    for name in set(seen):
+        match = re.fullmatch(r"(.*)-([0-9]+)", name)
+        if not match:
+            continue
+        for n in range(int(match.group(2)) + 1, int(match.group(2)) + 401):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                s.bind("\\0" + match.group(1) + "-" + str(n))
+                held.append(s)
+            except OSError:
+                s.close()
+    print(json.dumps({"uid": os.getuid(), "seen": sorted(set(seen)), "held": len(held)}), flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+@pytest.fixture
+def squatted(systemd: SystemdTestEnv, foreign_user: ForeignUser) -> Iterator[tuple[Path, dict]]:
+    """`memsched serve` (as root) with one open connection, and the foreign user squatting on names.
+
+    Yields (socket path, what the squatter reported).
+    """
+    config = write_config(systemd.tmp, JOBS)
+    install(systemd, config)
+    path = short_dir() / "grpc.sock"
+    server = Server(systemd, config, "--listen", f"unix:{path}", socket_path=path)
+    holder = FacadeClient(f"unix:{path}")
+    squatter = None
+    try:
+        server.wait_ready(f"unix:{path}")
+        assert holder.status().jobs  # an open connection: its relay name is in /proc/net/unix
+        squatter = foreign_user.popen(sys.executable, "-c", SQUATTER)
+        report = json.loads(squatter.stdout.readline() or "{}")
+        assert report.get("uid") == foreign_user.uid, squatter.stderr.read()
+        yield path, report
+    finally:
+        if squatter is not None:
+            squatter.stdin.close()
+            squatter.wait(20)
+        holder.close()
+        assert server.stop() == 0, server.output()
+
+
+def test_another_uid_cannot_take_the_relay_names(systemd: SystemdTestEnv, squatted: tuple[Path, dict]) -> None:
+    path, report = squatted
+    # The attacker could read the relay's names (they are public); it must not matter.
+    assert report["seen"], report
+    for attempt in range(5):
+        proc = systemd.memsched("--endpoint", f"unix:{path}", "status", "--json")
+        assert proc.returncode == 0, (attempt, report, proc.stderr)
+        assert sorted(j["job_name"] for j in json.loads(proc.stdout)["jobs"]) == sorted(JOBS), proc.stdout
+    with FacadeClient(f"unix:{path}") as client:
+        assert client.pause("tick").success and client.resume("tick").success
+
+
+def _echo_upstream(path: Path) -> socket.socket:
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(8)
+    return server
+
+
+def test_a_taken_name_is_skipped_not_fatal(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Even a name someone guessed right (here: bound before the relay picks it) costs only a retry."""
+    upstream = _echo_upstream(tmp_path / "up.sock")
+    front = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    front.bind(str(tmp_path / "front.sock"))
+    front.listen(8)
+    taken = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    taken.bind("\0memsched-facade-taken")
+    names = iter(["memsched-facade-taken", "memsched-facade-taken", "memsched-facade-free"])
+    monkeypatch.setattr(relay_module, "_random_name", lambda: next(names))
+    relay = relay_module.Relay([front], str(tmp_path / "up.sock"))
+    relay.start()
+    try:
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        client.settimeout(20)
+        client.connect(str(tmp_path / "front.sock"))
+        upstream.settimeout(20)
+        conn, address = upstream.accept()
+        assert address in ("\0memsched-facade-free", b"\0memsched-facade-free"), address
+        client.sendall(b"ping")
+        conn.settimeout(20)
+        assert conn.recv(4) == b"ping"
+        peer = wait_for(lambda: relay.peer_of("unix-abstract:memsched-facade-free"), 10, "the relayed peer")
+        assert (peer.uid, peer.pid) == (os.getuid(), os.getpid())
+        client.close()
+        conn.close()
+    finally:
+        relay.close()
+        taken.close()
+        upstream.close()
