@@ -21,10 +21,14 @@ import pytest
 from foreign import ForeignUser
 from memsched.facade import relay as relay_module
 from memsched.facade.client import FacadeClient
-from memsched_testing import write_config
+from memsched_testing import command_job, write_config
 from systemd_env import SystemdTestEnv, wait_for
-from test_facade import JOBS, Server, short_dir
+from test_facade import YEARLY, Server, short_dir
 from test_units_install import install
+
+# Job names of their own: a timer of the same name installed seconds before by another test
+# would make the runner take the next manual run there for a timer run (its LastTriggerUSec).
+JOBS = {"squatted": command_job(["/bin/true"], cron=YEARLY)}
 
 # Reads the abstract names in /proc/net/unix; for every facade-looking name NAME-N binds
 # NAME-(N+1) .. NAME-(N+400), the names a counter would hand out next; then prints what
@@ -90,7 +94,7 @@ def test_another_uid_cannot_take_the_relay_names(systemd: SystemdTestEnv, squatt
         assert proc.returncode == 0, (attempt, report, proc.stderr)
         assert sorted(j["job_name"] for j in json.loads(proc.stdout)["jobs"]) == sorted(JOBS), proc.stdout
     with FacadeClient(f"unix:{path}") as client:
-        assert client.pause("tick").success and client.resume("tick").success
+        assert client.pause("squatted").success and client.resume("squatted").success
 
 
 def _echo_upstream(path: Path) -> socket.socket:
