@@ -17,8 +17,11 @@ def test_quickstart_runs_every_job_through_a_private_systemd() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root for the private manager")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("XDG_", "MEMSCHED_", "DBUS_"))}
-    box = Sandbox(SANDBOX_ROOT, "quickstart")
-    box.stop()
+    # Our own manager, never the one a user's quickstart (or another checkout's test) runs.
+    root = SANDBOX_ROOT.parent / f"quickstart-test-{os.getpid()}"
+    env["MEMSCHED_QUICKSTART_ROOT"] = str(root)
+    theirs = SANDBOX_ROOT.exists()
+    box = Sandbox(root, "quickstart")
     try:
         proc = subprocess.run([sys.executable, "-m", "memsched", "quickstart"], env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -35,4 +38,5 @@ def test_quickstart_runs_every_job_through_a_private_systemd() -> None:
         assert timers.count(".timer ") == 5 and all(f"memsched-{j}.timer" in timers for j in ("toc_rollup_day", "compaction"))
     finally:
         box.stop()
-    assert not SANDBOX_ROOT.exists()
+    assert not root.exists()
+    assert SANDBOX_ROOT.exists() == theirs  # the default sandbox neither started nor stopped by the test

@@ -49,7 +49,17 @@ def _type_text(option: schema.Option) -> str:
 
 def effective_toml(config: Config) -> str:
     """Return the effective config (defaults filled in) as TOML, durations in seconds."""
-    document: dict[str, object] = {name: dict(values) for name, values in config.settings.items()}
+    document: dict[str, object] = {}
+    for sect in schema.SECTIONS:
+        values = dict(config.settings.get(sect.name, {}))
+        for option in sect.options:
+            # Settings hold milliseconds like job keys do; printed as seconds, as the header says,
+            # so that the output read back as a config is the same config.
+            if option.type == "duration" and isinstance(values.get(option.key), int):
+                values[option.key] = _seconds(values[option.key])  # type: ignore[arg-type]
+        document[sect.name] = values
+    for name, values in config.settings.items():
+        document.setdefault(name, dict(values))
     jobs = {}
     for name, job in config.jobs.items():
         values = job.as_dict()

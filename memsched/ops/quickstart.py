@@ -24,6 +24,16 @@ from memsched.systemd.connect import manager_address
 
 SANDBOX_NAME = "quickstart"
 SANDBOX_ROOT = Path("/run/memsched/sandbox") / SANDBOX_NAME
+
+
+def sandbox_root(env: dict[str, str] | None = None) -> Path:
+    """Return where quickstart keeps its private manager: $MEMSCHED_QUICKSTART_ROOT, else SANDBOX_ROOT.
+
+    The override lets a test (or a second checkout) use its own manager instead of stopping
+    the one a user's earlier quickstart left running.
+    """
+    value = (os.environ if env is None else env).get("MEMSCHED_QUICKSTART_ROOT", "")
+    return Path(value) if value.startswith("/") else SANDBOX_ROOT
 SAMPLE_DAYS = 21
 
 
@@ -52,7 +62,7 @@ def _ensure_manager(step: Callable[[str], None]) -> tuple[bool, dict[str, str]]:
             raise
     from memsched.systemd.sandbox import Sandbox
 
-    box = Sandbox(SANDBOX_ROOT, SANDBOX_NAME)
+    box = Sandbox(sandbox_root(), SANDBOX_NAME)
     if box.is_running():
         step(f"using the private systemd manager already running in {box.root}")
     else:
