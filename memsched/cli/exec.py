@@ -42,6 +42,8 @@ def exec_cmd(job: str, as_gate: bool, spawn: bool, instance: str | None) -> None
     except MemschedError as exc:
         click.echo(f"memsched exec: {exc.message}", err=True)
         sys.exit(runner.GATE_ERROR if as_gate else runner.EXIT_USAGE)
+    except Exception as exc:  # noqa: BLE001 - the gate must end in 255, never in a "skip" traceback (exit 1)
+        _unexpected(exc, runner.GATE_ERROR if as_gate else runner.EXIT_USAGE)
     try:
         if as_gate:
             sys.exit(runner.gate(config, job_cfg, scope))
@@ -51,6 +53,27 @@ def exec_cmd(job: str, as_gate: bool, spawn: bool, instance: str | None) -> None
     except MemschedError as exc:
         click.echo(f"memsched exec: {exc.message}", err=True)
         sys.exit(runner.GATE_ERROR if as_gate else runner.EXIT_FAILED)
+    except Exception as exc:  # noqa: BLE001 - see _unexpected
+        _unexpected(exc, runner.GATE_ERROR if as_gate else runner.EXIT_FAILED)
+
+
+def _unexpected(exc: Exception, code: int) -> None:
+    """Print one line for an error no layer below turned into a MemschedError, and exit with ``code``.
+
+    Under systemd the exit code is the whole message: the gate's 255 makes the start fail
+    (not a silent skip), the runner's 1 marks the unit failed so OnFailure= reports it.
+    MEMSCHED_DEBUG=1 shows the traceback instead.
+    """
+    import sqlite3
+
+    if os.environ.get("MEMSCHED_DEBUG"):
+        raise exc
+    if isinstance(exc, sqlite3.Error):
+        text = f"the run registry cannot be used: {type(exc).__name__}: {exc}"
+    else:
+        text = f"internal error: {type(exc).__name__}: {exc} (set MEMSCHED_DEBUG=1 for the traceback)"
+    click.echo(f"memsched exec: {' '.join(text.split())}", err=True)
+    sys.exit(code)
 
 
 @click.command("notify-failure")

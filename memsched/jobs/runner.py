@@ -42,6 +42,9 @@ EXIT_INTERRUPTED = 75
 GATE_RUN = 0
 GATE_SKIP = 1
 GATE_ERROR = 255
+# Output of a command job is forwarded in pieces of at most this many bytes: below journald's
+# LineMax= (48K by default) and small enough that one huge line is never held whole.
+MAX_LINE_BYTES = 32 * 1024
 
 
 @dataclass
@@ -269,8 +272,30 @@ def _run_command(job: JobConfig, control: RunControl, log: JobLog) -> WorkResult
 
 
 def _pump(stream: object, log: JobLog, priority: int) -> None:
-    for raw in iter(stream.readline, b""):  # type: ignore[attr-defined]
-        log.line(raw.decode("utf-8", errors="replace").rstrip("\n"), priority)
+    """Forward a command's output line by line; a line longer than MAX_LINE_BYTES goes in pieces.
+
+    The read is bounded so that a job printing one huge line never has it held
+    whole in memory; an incremental decoder keeps a character cut at a piece's
+    end for the next piece. Returns at end of stream.
+    """
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    cut = False  # the previous piece ended mid-line
+    while True:
+        raw = stream.readline(MAX_LINE_BYTES)  # type: ignore[attr-defined]
+        if not raw:
+            break
+        text = decoder.decode(raw)
+        ends_line = raw.endswith(b"\n")
+        if ends_line and cut and raw == b"\n":
+            cut = False
+            continue  # the end of a line already forwarded in pieces, not an empty line
+        cut = not ends_line
+        log.line(text[:-1] if ends_line else text, priority)
+    rest = decoder.decode(b"", final=True)
+    if rest:
+        log.line(rest, priority)
 
 
 def _run_rollup(config: Config, job: JobConfig, scope: str, control: RunControl) -> WorkResult:
