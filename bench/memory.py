@@ -92,7 +92,7 @@ def phase(name: str, workdir: Path, days: int) -> dict[str, object]:
         extra["events"] = report.inserted
     elif name == "build":
         with open_store(store_path) as store:
-            result = build_pending(store)
+            result = build_pending(store, summarizer=LocalSummarizer())
         extra.update(days=result.days_built, segments=result.segments_written)
     elif name == "rollup":
         with open_store(store_path) as store:

@@ -40,6 +40,7 @@ from memsched.jobs.rollup import run_rollup  # noqa: E402 - after the hook, so m
 from memsched.ops.memory import ingest  # noqa: E402
 from memsched.store import open_store  # noqa: E402
 from memsched.store.build import build_pending  # noqa: E402
+from memsched.summarize.local import SEGMENT_SUMMARIZER  # noqa: E402
 from memsched.summarize import LocalSummarizer  # noqa: E402
 
 for op in OPS:
@@ -49,7 +50,7 @@ for op in OPS:
             with open(arg, "rb") as stream:
                 ingest(store, stream, name=arg)
         elif kind == "build":
-            build_pending(store)
+            build_pending(store, summarizer=SEGMENT_SUMMARIZER)
         elif kind == "rollup":
             run_rollup(store, arg, now_ms=NOW_MS, min_age_ms=0, summarizer=LocalSummarizer())
         else:

@@ -147,7 +147,11 @@ def test_a_queue_generation_only_grows_even_after_the_row_was_deleted(tmp_path: 
     # Issue 12.1: a re-created queue row restarted at generation 1, so a builder holding the
     # old entry dequeued the new one. Generations now grow, and rebuild_day reads the entry
     # again under the lock: a stale entry neither dequeues nor mis-plans the new events.
-    from memsched.store.build import plan_day
+    from memsched.store.build import plan_day as plan_with
+    from memsched.summarize.local import SEGMENT_SUMMARIZER
+
+    def plan_day(state):
+        return plan_with(state, SEGMENT_SUMMARIZER)
 
     first = [ev(T0 + i * MIN, f"burst {i}") for i in range(3)]
     late = ev(T0 - 10 * MIN, "a late event before the first segment")
@@ -182,3 +186,27 @@ def test_the_rollup_checkpoint_stays_at_its_high_water_mark_when_an_older_day_is
         checkpoint = store.checkpoint("day")
         assert checkpoint.last_node_id == "toc:day:2024-01-17" and checkpoint.last_end_ms == store.get_node("toc:day:2024-01-17").end_time
         assert checkpoint.nodes_rolled == 4
+
+
+def test_building_summarises_segments_with_the_summarizer_it_is_given(tmp_path: Path) -> None:
+    # The store does not reach up into memsched.summarize: its caller passes the summarizer in.
+    from memsched.store.build import build_pending
+    from memsched.store.models import Bullet
+    from memsched.summarize.base import Summary
+
+    class Marked:
+        def __init__(self) -> None:
+            self.calls = 0
+
+        def summarize_events(self, events):
+            self.calls += 1
+            return Summary("marked title", (Bullet("marked bullet", (events[0].event_id, events[-1].event_id)),), ("marked",))
+
+    marked = Marked()
+    with open_store(tmp_path / "m.db") as store:
+        ingest(store, lines([ev(T0 + i * MIN, f"event {i}") for i in range(3)]), build=False)
+        result = build_pending(store, summarizer=marked)
+        assert (result.days_built, result.segments_written, marked.calls) == (1, 1, 1)
+        [segment] = store.list_nodes("segment")
+        assert (segment.summary_title, [b.text for b in segment.bullets], segment.keywords) == ("marked title", ["marked bullet"], ("marked",))
+        assert store.pending_days() == []

@@ -28,6 +28,7 @@ from memsched.store.build import BuildResult, build_pending
 from memsched.store.models import NodeContent, StaleNode
 from memsched.store.periods import ROLLUP_ORDER, period_of_node_id
 from memsched.summarize.base import Summarizer, SummarizerStopped, Summary
+from memsched.summarize.local import SEGMENT_SUMMARIZER
 
 Progress = Callable[[int, int, str], None]
 
@@ -109,7 +110,7 @@ def run_rollup(
         raise UsageError(f"level {level!r}: expected one of {', '.join(ROLLUP_ORDER)}")
     stop = should_stop or (lambda: False)
     result = RollupResult(level=level, summarizer=getattr(summarizer, "name", type(summarizer).__name__))
-    result.build = build_pending(store, should_stop=stop, progress=progress)
+    result.build = build_pending(store, summarizer=SEGMENT_SUMMARIZER, should_stop=stop, progress=progress)
     if result.build.interrupted:
         result.interrupted = True
         return result

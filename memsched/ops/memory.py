@@ -26,6 +26,7 @@ from memsched.store.build import BuildResult, build_pending
 from memsched.store.models import EVENT_TYPES, ROLES, Grip, SegmentInfo, TocNode
 from memsched.store.periods import LEVELS, MAX_TIMESTAMP_MS, PERIOD_LEVELS, check_node_id
 from memsched.store.tokens import event_tokens
+from memsched.summarize.local import SEGMENT_SUMMARIZER
 
 MAX_LINE_BYTES = 1 << 20  # a line longer than 1 MiB (newline excluded) is refused, not read into memory
 MAX_ERRORS_LISTED = 100
@@ -296,7 +297,7 @@ def ingest(
     finally:
         spool.close()
     if build:
-        report.build = build_pending(store)
+        report.build = build_pending(store, summarizer=SEGMENT_SUMMARIZER)
     return report
 
 

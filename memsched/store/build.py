@@ -13,28 +13,49 @@ are retired (kept, with their versions, but unlinked from the day), and the day 
 marked stale, so the next rollup re-rolls it and, if its summary changes, its
 week, month and year in turn.
 
-Segment nodes are summarised here with the local extractive summarizer, always:
-building runs inside ingest, must never wait on a network, and must give the same
-segments whichever process builds them. Each segment bullet gets a grip pointing
+Segment nodes are summarised by the summarizer the caller passes in. Every caller
+(ingest, the rollup job) passes the local extractive one, always: building runs
+inside ingest, must never wait on a network, and must give the same segments
+whichever process builds them. The summarizer is an argument rather than an import
+because summarizers sit above the store (they read its events and write its
+bullets); the store never imports upward. Each segment bullet gets a grip pointing
 back to the events it was drawn from.
 """
 
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from memsched.store.base import DayView
-from memsched.store.models import Bullet, DayChange, DayPlan, Grip, NodeContent, PlannedSegment, SegmentInfo
+from memsched.store.models import Bullet, DayChange, DayPlan, Event, Grip, NodeContent, PlannedSegment, SegmentInfo
 from memsched.store.periods import chain_for_day, date_of_day_number, segment_node_id, segment_title
 from memsched.store.segment import Segment, split_segments
-from memsched.summarize.base import clip
-from memsched.summarize.local import LocalSummarizer
+from memsched.text import clip
 
 GRIP_EXCERPT_CHARS = 200
 TEXT_CHARS_FOR_SUMMARY = 1000  # event text read back for summarising is cut to this
-_SEGMENT_SUMMARIZER = LocalSummarizer()
+
+
+class SegmentSummary(Protocol):
+    """What building needs of a summary: a title, bullets (with the events each was drawn from) and keywords."""
+
+    @property
+    def title(self) -> str: ...
+    @property
+    def bullets(self) -> tuple[Bullet, ...]: ...
+    @property
+    def keywords(self) -> tuple[str, ...]: ...
+
+
+class SegmentSummarizer(Protocol):
+    """What building needs of a summarizer (``memsched.summarize.LocalSummarizer`` is the one callers pass)."""
+
+    def summarize_events(self, events: Sequence[Event]) -> SegmentSummary:
+        """Return the summary of a segment's events (in order)."""
+        ...
 
 
 @dataclass
@@ -67,11 +88,11 @@ def _grip_id(first: str, last: str) -> str:
     return f"grip:{first}" if first == last else f"grip:{first}:{last}"
 
 
-def plan_segment(segment: Segment, day: int) -> PlannedSegment:
-    """Return the node content, placement and grips of one segment."""
+def plan_segment(segment: Segment, day: int, summarizer: SegmentSummarizer) -> PlannedSegment:
+    """Return the node content, placement and grips of one segment, summarised by ``summarizer``."""
     first, last = segment.first, segment.last
     node_id = segment_node_id(date_of_day_number(day), first.event_id)
-    summary = _SEGMENT_SUMMARIZER.summarize_events(segment.events)
+    summary = summarizer.summarize_events(segment.events)
     by_id = {e.event_id: e for e in segment.events}
     bullets, grips = [], []
     for bullet in summary.bullets:
@@ -95,8 +116,11 @@ def plan_segment(segment: Segment, day: int) -> PlannedSegment:
     return PlannedSegment(info, content, tuple(dict.fromkeys(grips)))
 
 
-def plan_day(state: DayView) -> DayPlan:
-    """Return the plan for one queued day: re-segment from the first segment new events can affect."""
+def plan_day(state: DayView, summarizer: SegmentSummarizer) -> DayPlan:
+    """Return the plan for one queued day: re-segment from the first segment new events can affect.
+
+    Segments are summarised by ``summarizer``; what it raises propagates.
+    """
     existing: list[SegmentInfo] = state.segments()
     starts = [s.start_ts for s in existing]
     resume = bisect.bisect_left(starts, state.min_new_ts) - 1  # last segment starting strictly before the new events
@@ -109,18 +133,30 @@ def plan_day(state: DayView) -> DayPlan:
     if resume >= 1:
         before = existing[resume - 1]
         previous = state.events(start=(before.start_ts, before.start_event_id), end=(before.end_ts, before.end_event_id), text_chars=TEXT_CHARS_FOR_SUMMARY)
-    segments = [plan_segment(s, state.day) for s in split_segments(events, previous)]
+    segments = [plan_segment(s, state.day, summarizer) for s in split_segments(events, previous)]
     kept = {p.info.node_id for p in segments}
     retire = tuple(s.node_id for s in existing[max(resume, 0):] if s.node_id not in kept)
     return DayPlan(tuple(chain_for_day(date_of_day_number(state.day))), tuple(segments), retire)
 
 
-def build_pending(store, *, should_stop: Callable[[], bool] | None = None, progress: Callable[[int, int, str], None] | None = None) -> BuildResult:
+def build_pending(
+    store,
+    *,
+    summarizer: SegmentSummarizer,
+    should_stop: Callable[[], bool] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> BuildResult:
     """Segment every queued day and link the new segments into the TOC, one transaction per day.
 
-    Returns a :class:`BuildResult`; stops between days when ``should_stop()`` is true
+    ``summarizer`` summarises the segments (pass ``memsched.summarize.LocalSummarizer()``:
+    see the module docstring for why it must be the local one). Returns a
+    :class:`BuildResult`; stops between days when ``should_stop()`` is true
     (``interrupted``; the remaining days stay queued). Raises store errors.
     """
+
+    def planner(state: DayView) -> DayPlan:
+        return plan_day(state, summarizer)
+
     result = BuildResult()
     pending = store.pending_days()
     for done, day in enumerate(pending):
@@ -129,5 +165,5 @@ def build_pending(store, *, should_stop: Callable[[], bool] | None = None, progr
             break
         if progress is not None:
             progress(done, len(pending), f"building {date_of_day_number(day.day).isoformat()}")
-        result.add(store.rebuild_day(day, plan_day))
+        result.add(store.rebuild_day(day, planner))
     return result

@@ -18,6 +18,7 @@ from typing import Protocol, runtime_checkable
 
 from memsched.errors import MemschedError
 from memsched.store.models import Bullet, Event
+from memsched.text import clip
 
 MIN_BULLETS, MAX_BULLETS = 3, 5
 MIN_KEYWORDS, MAX_KEYWORDS = 3, 7
@@ -60,18 +61,6 @@ class Summarizer(Protocol):
     def summarize_children(self, summaries: Sequence[Summary]) -> Summary:
         """Return the summary of a period from its children's summaries (in order). Raises :class:`SummarizerError`."""
         ...
-
-
-def clip(text: str, limit: int) -> str:
-    """Return ``text`` with whitespace collapsed, cut at a word boundary to at most ``limit`` chars (with "...")."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[: limit - 3]
-    space = cut.rfind(" ")
-    if space > limit // 2:
-        cut = cut[:space]
-    return cut.rstrip(" ,;:.-") + "..."
 
 
 def checked_summary(title: object, bullets: object, keywords: object) -> Summary:

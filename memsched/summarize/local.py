@@ -26,7 +26,8 @@ from itertools import chain
 from datetime import datetime, timezone
 
 from memsched.store.models import PLACEHOLDER_TEXT, Bullet, Event
-from memsched.summarize.base import MAX_BULLETS, MAX_KEYWORDS, MIN_BULLETS, MIN_KEYWORDS, Summary, clip
+from memsched.summarize.base import MAX_BULLETS, MAX_KEYWORDS, MIN_BULLETS, MIN_KEYWORDS, Summary
+from memsched.text import clip
 
 KEYWORD_SCAN_CHARS = 400
 BULLET_CHARS = 160
@@ -207,3 +208,9 @@ class LocalSummarizer:
         titled = [(coverage(s.title), -i, s.title) for i, s in enumerate(summaries) if s.title.strip() and s.title != PLACEHOLDER_TEXT]
         title = max(titled)[2] if titled else ("Topics: " + ", ".join(keywords[:3]) if keywords else "No summary yet")
         return Summary(clip(title, TITLE_CHARS), tuple(bullets), _pad_keywords(keywords, ()))
+
+
+# The summarizer every builder passes to memsched.store.build (see docs/store.md,
+# "Building"): segments must not depend on the configured summarizer or a network.
+# Stateless, so one instance serves every build.
+SEGMENT_SUMMARIZER = LocalSummarizer()
