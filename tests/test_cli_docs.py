@@ -44,3 +44,32 @@ def test_docs_cli_reference_is_current() -> None:
     """docs/cli.md is generated; regenerate with `memsched cli-reference > docs/cli.md`."""
     path = Path(__file__).resolve().parent.parent / "docs" / "cli.md"
     assert path.read_text() == cli_reference_markdown(), "docs/cli.md is stale: run `memsched cli-reference > docs/cli.md`"
+
+
+def _sections(markdown: str) -> dict[str, str]:
+    out = {}
+    for part in markdown.split("\n## `")[1:]:
+        title, _, rest = part.partition("`")
+        out[title] = rest.split("```", 2)[1].strip("\n")
+    return out
+
+
+def test_docs_cli_reference_is_what_each_command_prints() -> None:
+    """Every section of docs/cli.md is what the installed `memsched … --help` prints, word for word
+    (the terminal width aside): usage lines read `memsched status …`, not `memsched memsched …`."""
+    sections = _sections((Path(__file__).resolve().parent.parent / "docs" / "cli.md").read_text())
+    assert len(sections) > 25, sorted(sections)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEMSCHED_")}
+    for title, documented in sections.items():
+        words = title.split()[1:]
+        proc = subprocess.run([*MEMSCHED, *words, "--help"], capture_output=True, text=True, env=dict(env, COLUMNS="100"))
+        assert proc.returncode == 0, (title, proc.stderr)
+        # click writes the program name it was started as; `python -m memsched` is `memsched` to users
+        real = proc.stdout.replace("python -m memsched", "memsched")
+        # A group's command list shortens each line to the width: compare its command names only.
+        real_text, _, real_commands = real.partition("\nCommands:\n")
+        doc_text, _, doc_commands = documented.partition("\nCommands:\n")
+        assert real_text.split() == doc_text.split(), f"docs/cli.md section {title!r} differs from `{title} --help`"
+        names = lambda block: [line.split()[0] for line in block.splitlines() if line.strip()]  # noqa: E731
+        assert names(real_commands) == names(doc_commands), title
+        assert "memsched memsched" not in documented

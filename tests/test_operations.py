@@ -147,6 +147,14 @@ def test_run_wait_returns_the_exit_status_and_logs_show_the_output(systemd: Syst
     assert "output-of-the-good-run" not in logs.stdout
     every = systemd.memsched("logs", "works", "-n", "20", "--config", str(config))
     assert "output-of-the-good-run" in every.stdout and "output-of-the-failing-run" not in every.stdout
+    # --json: one object per line, the same entries, the run's invocation id on its lines
+    as_json = systemd.memsched("logs", "fails", "--run", invocation, "--json", "--config", str(config))
+    assert as_json.returncode == 0, as_json.stderr
+    entries = [json.loads(line) for line in as_json.stdout.splitlines()]
+    ours = [e for e in entries if e["message"] == "output-of-the-failing-run"]
+    assert ours and ours[0]["job"] == "fails" and ours[0]["invocation"] == invocation, entries
+    assert all(set(e) == {"time", "job", "unit", "invocation", "priority", "message"} for e in entries)
+    assert all(e["time"].endswith("+00:00") and 0 <= e["priority"] <= 7 for e in entries)
 
 
 def test_run_is_refused_while_a_skip_job_runs(systemd: SystemdTestEnv) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from datetime import datetime, timezone
@@ -54,9 +55,11 @@ def status_cmd(jobs: tuple[str, ...], utc: bool, as_json: bool) -> None:
 
     STATE is idle, running, paused, failed or not installed. NEXT RUN is
     systemd's own next elapse (random delay included); counts come from the run
-    registry and survive reboots. SKIPS counts slots memsched decided not to run
-    (overlap, pause, a manual skip), LOST slots that should have run and did not
-    (systemd's start limit, the machine off); `history` gives each one's reason.
+    registry and survive reboots. RUNS counts successful runs only, ERRORS failed
+    ones (a run stopped at a safe point counts in neither; `history` shows it).
+    SKIPS counts slots memsched decided not to run (overlap, pause, a manual
+    skip), LOST slots that should have run and did not (systemd's start limit,
+    the machine off); `history` gives each one's reason.
     """
     from memsched.ops.status import job_status_dict, read_status
 
@@ -268,14 +271,20 @@ def history_cmd(job: str, limit: int, utc: bool, as_json: bool) -> None:
 @click.option("-n", "lines", type=int, default=50, show_default=True, help="How many lines.")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("--run", "invocation", default=None, metavar="INVOCATION_ID", help="Only this run (see `memsched history`).")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object per line: time, job, unit, invocation, priority, message.")
 @common_options
 @handle_errors
-def logs_cmd(job: str, lines: int, follow: bool, invocation: str | None) -> None:
+def logs_cmd(job: str, lines: int, follow: bool, invocation: str | None, as_json: bool) -> None:
     """Show JOB's journal output (every run, or one with --run)."""
-    from memsched.ops.logs import journal_command
+    from memsched.ops.logs import journal_command, journal_entries
 
     ctx = app()
-    argv = journal_command(ctx.config(), ctx.scope, job, lines=lines, follow=follow, invocation=invocation)
+    argv = journal_command(ctx.config(), ctx.scope, job, lines=lines, follow=follow, invocation=invocation, as_json=as_json)
+    if as_json:
+        # JSON Lines, not one array: it streams with --follow, and each line stands alone.
+        for entry in journal_entries(argv):
+            click.echo(json.dumps(entry, ensure_ascii=False))
+        return
     sys.stdout.flush()
     os.execv(argv[0], argv)
 

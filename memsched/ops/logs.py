@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import subprocess
+from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 from memsched.config.load import Config
@@ -31,8 +35,12 @@ def journal_directory() -> Path | None:
     return Path(value) if value else None
 
 
-def journal_command(config: Config, scope: str, name: str, *, lines: int | None = 50, follow: bool = False, invocation: str | None = None) -> list[str]:
+def journal_command(
+    config: Config, scope: str, name: str, *, lines: int | None = 50, follow: bool = False, invocation: str | None = None, as_json: bool = False
+) -> list[str]:
     """Return the journalctl command that shows the job's output (every run, or one invocation).
+
+    ``as_json`` asks journalctl for its JSON export, which :func:`journal_entries` reads.
 
     Entries are matched by the MEMSCHED_JOB= field memsched attaches to every
     line of a run, or by the unit (systemd's own messages about it).
@@ -42,7 +50,7 @@ def journal_command(config: Config, scope: str, name: str, *, lines: int | None 
     exe = shutil.which("journalctl")
     if exe is None:
         raise MemschedError("journalctl is not installed")
-    argv = [exe, "--no-pager", "--output=short-iso-precise"]
+    argv = [exe, "--no-pager", "--output=json" if as_json else "--output=short-iso-precise"]
     directory = journal_directory()
     if directory is not None:
         argv.append(f"--directory={directory}")
@@ -69,3 +77,65 @@ def journal_command(config: Config, scope: str, name: str, *, lines: int | None 
     unit_field = "USER_UNIT" if scope == "user" else "UNIT"
     argv += [f"MEMSCHED_JOB={job.name}", "+", f"{unit_field}={service_name(job.name)}"]
     return argv
+
+
+def _text(value: object) -> str:
+    # journalctl -o json gives a field that is not valid UTF-8 as a list of byte values.
+    if isinstance(value, list):
+        return bytes(v for v in value if isinstance(v, int) and 0 <= v < 256).decode("utf-8", "replace")
+    return "" if value is None else str(value)
+
+
+def journal_entry(raw: dict[str, object]) -> dict[str, object]:
+    """Return one journal record in memsched's stable shape.
+
+    Keys: ``time`` (ISO 8601, UTC, microseconds), ``job`` (MEMSCHED_JOB, or null for systemd's own
+    lines about the unit), ``unit``, ``invocation`` (the run's invocation id, or null),
+    ``priority`` (0–7, syslog's), ``message``.
+    """
+    try:
+        micros = int(_text(raw.get("__REALTIME_TIMESTAMP")) or 0)
+    except ValueError:
+        micros = 0
+    invocation = next((_text(raw[k]) for k in ("MEMSCHED_INVOCATION_ID", "_SYSTEMD_INVOCATION_ID", "USER_INVOCATION_ID", "INVOCATION_ID") if raw.get(k)), None)
+    unit = next((_text(raw[k]) for k in ("USER_UNIT", "UNIT", "_SYSTEMD_USER_UNIT", "_SYSTEMD_UNIT") if raw.get(k)), None)
+    try:
+        priority = int(_text(raw.get("PRIORITY")) or 6)
+    except ValueError:
+        priority = 6
+    return {
+        "time": datetime.fromtimestamp(micros / 1e6, timezone.utc).isoformat(timespec="microseconds"),
+        "job": _text(raw["MEMSCHED_JOB"]) if raw.get("MEMSCHED_JOB") else None,
+        "unit": unit,
+        "invocation": invocation,
+        "priority": priority,
+        "message": _text(raw.get("MESSAGE")),
+    }
+
+
+def journal_entries(argv: list[str]) -> Iterator[dict[str, object]]:
+    """Run a :func:`journal_command` built with ``as_json=True``; yield each entry (:func:`journal_entry`).
+
+    With --follow it yields until journalctl ends. Raises :class:`MemschedError` when journalctl
+    fails (its own message, one line).
+    """
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    try:
+        for line in proc.stdout:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                raw = json.loads(line)
+            except ValueError:
+                continue  # not an entry (journalctl prints none such; a torn line at a kill)
+            if isinstance(raw, dict):
+                yield journal_entry(raw)
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        proc.wait()
+    if proc.returncode not in (0, -15):
+        error = (proc.stderr.read() if proc.stderr else "").strip().splitlines()
+        raise MemschedError(f"journalctl exited {proc.returncode}: {error[-1] if error else 'no message'}")
