@@ -25,10 +25,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from memsched.cron.calendar import to_on_calendar
-from memsched.cron.dst import dst_warnings, transitions
+from memsched.systemd.dst import dst_warnings, transitions
 from memsched.errors import UsageError
 from memsched.cron.parse import MONTH_NAMES, DOW_NAMES, CronSpec, parse_cron
-from memsched.cron.predict import croniter_next
+from memsched.systemd.predict import croniter_next
 from memsched.systemd.analyze import calendar_next
 
 ZONES = [

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import date, datetime
+from datetime import date, datetime, timezone
 from functools import wraps
 from pathlib import Path
 from typing import Any, Callable
@@ -175,3 +175,24 @@ def usage_fail(message: str) -> None:
     """Exit with the usage code and ``message`` (for argument combinations click cannot check)."""
     click.echo(f"memsched: {message}", err=True)
     sys.exit(EXIT_USAGE)
+
+
+def format_time(ms: int | None, utc: bool) -> str:
+    """Return ms since the epoch as a table cell: local time (UTC with ``utc``), "-" for none."""
+    if not ms:
+        return "-"
+    when = datetime.fromtimestamp(ms / 1000, timezone.utc)
+    if not utc:
+        when = when.astimezone()
+    return when.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def format_duration(ms: int | None) -> str:
+    """Return a duration in ms as a short table cell (250ms, 4.2s, 3m05s), "-" for none."""
+    if ms is None:
+        return "-"
+    if ms < 1000:
+        return f"{ms}ms"
+    if ms < 60_000:
+        return f"{ms / 1000:.1f}s"
+    return f"{ms // 60_000}m{(ms % 60_000) // 1000:02d}s"

@@ -5,35 +5,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime, timezone
 
 import click
 
 from memsched.cli.reference import complete_jobs
 
-from memsched.cli.common import app, common_options, echo_json, echo_table, handle_errors, json_option, usage_fail
+from memsched.cli.common import (
+    app, common_options, echo_json, echo_table, format_duration, format_time, handle_errors, json_option, usage_fail,
+)
 from memsched.errors import EXIT_FAILURE
 
 utc_option = click.option("--utc", is_flag=True, help="Show times in UTC instead of local time.")
-
-
-def _time(ms: int | None, utc: bool) -> str:
-    if not ms:
-        return "-"
-    when = datetime.fromtimestamp(ms / 1000, timezone.utc)
-    if not utc:
-        when = when.astimezone()
-    return when.strftime("%Y-%m-%d %H:%M:%S %Z")
-
-
-def _duration(ms: int | None) -> str:
-    if ms is None:
-        return "-"
-    if ms < 1000:
-        return f"{ms}ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.1f}s"
-    return f"{ms // 60_000}m{(ms % 60_000) // 1000:02d}s"
 
 
 def _jobs_argument(names: tuple[str, ...], all_jobs: bool, verb: str) -> list[str] | None:
@@ -83,10 +65,10 @@ def status_cmd(jobs: tuple[str, ...], utc: bool, as_json: bool) -> None:
         [
             j.job_name,
             j.state,
-            _time(j.last_run_ms, utc),
+            format_time(j.last_run_ms, utc),
             j.last_result or "-",
-            _duration(j.last_duration_ms) if j.last_run else "-",
-            _time(j.next_run_ms, utc),
+            format_duration(j.last_duration_ms) if j.last_run else "-",
+            format_time(j.next_run_ms, utc),
             str(j.run_count),
             str(j.error_count),
             str(j.skip_count),
@@ -253,8 +235,8 @@ def history_cmd(job: str, limit: int, utc: bool, as_json: bool) -> None:
         return
     rows = [
         [
-            _time(r.started_ms, utc),
-            _duration(r.duration_ms) if r.result not in ("skipped", "lost") else "-",
+            format_time(r.started_ms, utc),
+            format_duration(r.duration_ms) if r.result not in ("skipped", "lost") else "-",
             r.result if r.result not in ("skipped", "lost") or r.slot_count == 1 else f"{r.result} x{r.slot_count}",
             "-" if r.exit_code is None else str(r.exit_code),
             r.trigger,

@@ -10,7 +10,7 @@ import sys
 
 import click
 
-from memsched.cli.common import echo_json, echo_table, usage_fail
+from memsched.cli.common import echo_json, echo_table, format_duration, format_time, usage_fail
 from memsched.errors import EXIT_FAILURE
 
 ENDPOINT_COMMANDS = ("status", "pause", "resume", "run")
@@ -24,7 +24,6 @@ def _client(endpoint: str):  # -> FacadeClient
 
 def remote_status(endpoint: str, jobs: list[str], utc: bool, as_json: bool) -> None:
     """Print GetSchedulerStatus like `memsched status` (only the JOBS named, when given)."""
-    from memsched.cli.jobs import _duration, _time
     from memsched.errors import UnknownJobError
     from memsched.facade.convert import job_status_dict
 
@@ -44,10 +43,10 @@ def remote_status(endpoint: str, jobs: list[str], utc: bool, as_json: bool) -> N
         [
             v["job_name"],
             v["state"],
-            _time(v["last_run_ms"], utc),
+            format_time(v["last_run_ms"], utc),
             v["last_result"] or "-",
-            _duration(v["last_duration_ms"]) if v["last_run_ms"] else "-",
-            _time(v["next_run_ms"], utc),
+            format_duration(v["last_duration_ms"]) if v["last_run_ms"] else "-",
+            format_time(v["next_run_ms"], utc),
             str(v["run_count"]),
             str(v["error_count"]),
         ]

@@ -1,4 +1,4 @@
-"""Cron expressions: parsing, translation to systemd calendars, prediction."""
+"""Cron expressions: parsing and translation to systemd calendars (pure; predictions, which ask systemd, are in memsched.systemd.predict and .dst)."""
 
 from memsched.cron.calendar import to_on_calendar
 from memsched.cron.parse import CronSpec, parse_cron

@@ -10,9 +10,9 @@ from datetime import datetime, timezone
 from memsched.config.load import Config, JobConfig, is_valid_timezone
 from memsched.config.secrets import api_key_problem
 from memsched.cron.calendar import to_on_calendar
-from memsched.cron.dst import DstWarning, dst_warnings
+from memsched.systemd.dst import DstWarning, dst_warnings
 from memsched.cron.parse import parse_cron
-from memsched.cron.predict import Prediction, predict
+from memsched.systemd.predict import Prediction, predict
 from memsched.errors import UnknownJobError, UsageError
 from memsched.systemd.analyze import calendar_next
 

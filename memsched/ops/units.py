@@ -12,7 +12,7 @@ from pathlib import Path
 
 from memsched.config.load import Config
 from memsched.errors import ManagerUnavailable, MemschedError, PermissionDenied
-from memsched.facade.units import apply_facade, facade_unit_vars
+from memsched.systemd.facade_units import apply_facade, facade_unit_vars
 from memsched.paths import unit_dir as default_unit_dir
 from memsched.registry import InstalledUnit, Registry, open_registry
 from memsched.systemd.install import (

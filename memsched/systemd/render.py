@@ -72,7 +72,7 @@ class RenderContext:
     service_group: str = SYSTEM_USER
     read_write_paths: tuple[str, ...] = ()
     network: bool = False
-    facade: dict[str, object] | None = None  # memsched-grpc.* variables (memsched.facade.units); None: not rendered
+    facade: dict[str, object] | None = None  # memsched-grpc.* variables (memsched.systemd.facade_units); None: not rendered
 
 
 # ------------------------------------------------------------------ escaping

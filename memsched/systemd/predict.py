@@ -164,7 +164,7 @@ def classify_dst(spec: CronSpec, tz: str, at: datetime) -> tuple[str, str] | Non
             f"{local:%H:%M:%S} happens twice when the clocks fall back: "
             "cron runs both, systemd runs it once",
         )
-    from memsched.cron.dst import transitions
+    from memsched.systemd.dst import transitions
 
     if matches and transitions(tz, at - timedelta(days=1), at + timedelta(seconds=1)):
         return (
