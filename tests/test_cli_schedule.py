@@ -100,9 +100,25 @@ def test_config_show_and_defaults(tmp_path: Path) -> None:
     proc = run("config", "show", "--config", str(config), "--json")
     assert proc.returncode == 0
     data = json.loads(proc.stdout)
-    assert data["source"] == str(config) and data["jobs"]["compaction"]["jitter"] == 900_000
+    assert data["source"] == str(config) and data["jobs"]["compaction"]["jitter"] == 900 and data["durations"] == "seconds"
+    assert data["settings"]["store"]["busy_timeout"] == 30 and data["settings"]["summarizer"]["timeout"] == 60
     shown = run("config", "show", "--config", str(config))
-    assert "jitter = 900" in shown.stdout
+    assert "jitter = 900" in shown.stdout and "busy_timeout = 30\n" in shown.stdout
+    # Both load back as the same config (they did not: section durations were milliseconds).
+    import tomli_w
+
+    from memsched.config.load import load_config
+
+    original = load_config(config)
+    as_toml = tmp_path / "shown.toml"
+    as_toml.write_text(shown.stdout)
+    as_json = tmp_path / "shown-json.toml"
+    document = {k: {kk: vv for kk, vv in v.items() if vv is not None} for k, v in data["settings"].items()}
+    document["jobs"] = {n: {kk: vv for kk, vv in j.items() if vv is not None} for n, j in data["jobs"].items()}
+    as_json.write_text(tomli_w.dumps(document))
+    for again in (load_config(as_toml), load_config(as_json)):
+        assert again.settings == original.settings
+        assert {n: j.as_dict() for n, j in again.jobs.items()} == {n: j.as_dict() for n, j in original.jobs.items()}
     defaults = run("config", "defaults")
     assert defaults.returncode == 0 and "[jobs.toc_rollup_day]" in defaults.stdout
 

@@ -70,10 +70,16 @@ def test_config_show_reads_back_as_the_same_config(document):
     from memsched.config.docs import effective_toml
     from memsched.config.load import parse_config
 
+    import json
+
+    from memsched.config.docs import effective_document, loadable
+
     first = parse_config(document)
-    again = parse_config(tomllib.loads(effective_toml(first)))
-    assert again.settings == first.settings
-    assert {n: j.as_dict() for n, j in again.jobs.items()} == {n: j.as_dict() for n, j in first.jobs.items()}
+    from_toml = parse_config(tomllib.loads(effective_toml(first)))
+    from_json = parse_config(json.loads(json.dumps(loadable(effective_document(first)))))  # what --json prints
+    for again in (from_toml, from_json):
+        assert again.settings == first.settings
+        assert {n: j.as_dict() for n, j in again.jobs.items()} == {n: j.as_dict() for n, j in first.jobs.items()}
 
 
 def test_the_fuzzer_reaches_both_outcomes(checker):

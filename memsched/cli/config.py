@@ -18,16 +18,15 @@ def config_group() -> None:
 @common_options
 @handle_errors
 def show_cmd(as_json: bool) -> None:
-    """Print the effective config (file merged over the built-in defaults)."""
+    """Print the effective config (file merged over the built-in defaults), as TOML or --json.
+
+    Durations are in seconds in both, as a bare number is in the config file: either output,
+    saved as a config file, loads back as the same config."""
     config = app().config()
     if as_json:
-        echo_json(
-            {
-                "source": str(config.source) if config.source else None,
-                "settings": config.settings,
-                "jobs": {name: job.as_dict() for name, job in config.jobs.items()},
-            }
-        )
+        document = docs.effective_document(config)
+        jobs = document.pop("jobs")
+        echo_json({"source": str(config.source) if config.source else None, "durations": "seconds", "settings": document, "jobs": jobs})
         return
     click.echo(f"# effective config; source: {config.source or 'built-in defaults'}; durations in seconds")
     click.echo(docs.effective_toml(config), nl=False)

@@ -47,14 +47,18 @@ def _type_text(option: schema.Option) -> str:
     }.get(option.type, option.type)
 
 
-def effective_toml(config: Config) -> str:
-    """Return the effective config (defaults filled in) as TOML, durations in seconds."""
+def effective_document(config: Config) -> dict[str, object]:
+    """Return the effective config (defaults filled in) as a config document, durations in seconds.
+
+    The sections by name, and ``jobs``: read back as a config file (TOML, or this as JSON) it is
+    the same config. Unset keys are None.
+    """
     document: dict[str, object] = {}
     for sect in schema.SECTIONS:
         values = dict(config.settings.get(sect.name, {}))
         for option in sect.options:
-            # Settings hold milliseconds like job keys do; printed as seconds, as the header says,
-            # so that the output read back as a config is the same config.
+            # Settings hold milliseconds like job keys do; shown in seconds, the unit a bare
+            # number has in the config file, so that what is shown loads back unchanged.
             if option.type == "duration" and isinstance(values.get(option.key), int):
                 values[option.key] = _seconds(values[option.key])  # type: ignore[arg-type]
         document[sect.name] = values
@@ -64,11 +68,21 @@ def effective_toml(config: Config) -> str:
     for name, job in config.jobs.items():
         values = job.as_dict()
         for option in schema.JOB_OPTIONS:
-            if option.type == "duration" and option.key in values:
+            if option.type == "duration" and isinstance(values.get(option.key), int):
                 values[option.key] = _seconds(int(values[option.key]))  # type: ignore[arg-type]
         jobs[name] = values
     document["jobs"] = jobs
-    return tomli_w.dumps(_drop_none(document))
+    return document
+
+
+def effective_toml(config: Config) -> str:
+    """Return the effective config (defaults filled in) as TOML, durations in seconds."""
+    return tomli_w.dumps(_drop_none(effective_document(config)))
+
+
+def loadable(document: dict[str, object]) -> dict[str, object]:
+    """Return ``document`` (from :func:`effective_document`) without its unset keys, as a config file holds it."""
+    return _drop_none(document)  # type: ignore[return-value]
 
 
 def _seconds(ms: int) -> int | float:
