@@ -223,17 +223,27 @@ class ManagerClient:
             pass  # not loaded or not failed: nothing to reset
 
     def enable(self, unit_files: list[str]) -> list[UnitFileChange]:
-        """Enable unit files (as systemctl enable, not runtime, replacing stale links)."""
+        """Enable unit files (as systemctl enable: not runtime, replacing stale links, then daemon-reload
+        if a link changed); return the changes made."""
         if not unit_files:
             return []
         body = self._manager("EnableUnitFiles", "asbb", [u.encode() for u in unit_files], False, True)
-        return [UnitFileChange(*_decode(c)) for c in body[1]]
+        return self._reload_after([UnitFileChange(*_decode(c)) for c in body[1]])
 
     def disable(self, unit_files: list[str]) -> list[UnitFileChange]:
+        """Disable unit files (as systemctl disable, then daemon-reload if a link changed); return the changes made."""
         if not unit_files:
             return []
         body = self._manager("DisableUnitFiles", "asb", [u.encode() for u in unit_files], False)
-        return [UnitFileChange(*_decode(c)) for c in body]
+        return self._reload_after([UnitFileChange(*_decode(c)) for c in body])
+
+    def _reload_after(self, changes: list[UnitFileChange]) -> list[UnitFileChange]:
+        # Since systemd 255 a manager that changed an enablement link marks every unit
+        # NeedDaemonReload=yes until the next daemon-reload ("changed on disk" warnings on 257),
+        # so do what systemctl enable/disable do after the call: reload.
+        if changes:
+            self.reload()
+        return changes
 
     def wait_job_done(self, job_path: str, timeout: float) -> bool:
         """Wait until a job object disappears (the job finished); return False on timeout."""

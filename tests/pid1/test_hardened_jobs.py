@@ -1,0 +1,127 @@
+"""The Debian package on systemd as PID 1 (252 and 257): every built-in job runs as the `memsched`
+user under the full hardening and succeeds; `systemd-analyze security` (online) scores every
+service we ship at 2.0 or lower; after install-units, pause and resume no unit is left
+NeedDaemonReload, and doctor reports one that is."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from harness import Machine
+
+BUILTIN = ("toc_rollup_day", "toc_rollup_week", "toc_rollup_month", "toc_rollup_year", "compaction")
+
+# What `systemctl show` must report for each job's service: the hardening as loaded by PID 1.
+HARDENING = {
+    "User": "memsched",
+    "Group": "memsched",
+    "NoNewPrivileges": "yes",
+    "ProtectSystem": "strict",
+    "ProtectHome": "yes",
+    "PrivateTmp": "yes",
+    "PrivateDevices": "yes",
+    "PrivateUsers": "yes",
+    "PrivateNetwork": "yes",
+    "ProtectKernelTunables": "yes",
+    "ProtectKernelModules": "yes",
+    "ProtectKernelLogs": "yes",
+    "ProtectControlGroups": "yes",
+    "ProtectClock": "yes",
+    "ProtectHostname": "yes",
+    "RestrictSUIDSGID": "yes",
+    "RestrictRealtime": "yes",
+    "LockPersonality": "yes",
+    "MemoryDenyWriteExecute": "yes",
+    "RestrictNamespaces": "yes",
+    "CapabilityBoundingSet": "",
+}
+
+
+def _uid(machine: Machine, user: str) -> int:
+    return int(machine.run(["id", "-u", user], check=True).stdout)
+
+
+def _journal_entries(machine: Machine, *match: str) -> list[dict[str, str]]:
+    out = machine.run(["journalctl", "-b", "--no-pager", "-o", "json", *match], check=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def test_every_builtin_job_runs_as_memsched_under_the_full_hardening(machine: Machine) -> None:
+    memsched_uid = _uid(machine, "memsched")
+    for job in BUILTIN:
+        unit = f"memsched-{job}.service"
+        run = machine.run(["memsched", "run", job, "--wait"], timeout=300)
+        assert run.returncode == 0, f"{job}: {run.stdout}{run.stderr}"
+        props = machine.props(unit, "Result", "ExecMainStatus", "FragmentPath", "LoadState", "IPAddressDeny", *HARDENING)
+        # The package's unit, where the package puts it (bookworm's 252 finds it through /lib -> /usr/lib).
+        assert props["LoadState"] == "loaded" and props["FragmentPath"] in (f"/usr/lib/systemd/system/{unit}", f"/lib/systemd/system/{unit}"), props
+        assert props["Result"] == "success" and props["ExecMainStatus"] == "0", (job, props)
+        wrong = {k: (props.get(k), v) for k, v in HARDENING.items() if props.get(k) != v}
+        if set(props["IPAddressDeny"].split()) != {"0.0.0.0/0", "::/0"}:
+            wrong["IPAddressDeny"] = (props["IPAddressDeny"], "any")
+        assert not wrong, f"{unit}: hardening as loaded differs (got, wanted): {wrong}"
+        # The job's own log lines come from a process of uid memsched, not from root.
+        lines = [e for e in _journal_entries(machine, f"SYSLOG_IDENTIFIER=memsched-{job}") if e.get("_PID") != "1"]
+        assert lines, f"{job} logged nothing"
+        assert {e["_UID"] for e in lines} == {str(memsched_uid)}, {e["_UID"] for e in lines}
+        assert any(re.search(rf"run \d+ of {job} success", e["MESSAGE"]) for e in lines), [e["MESSAGE"] for e in lines]
+    # The run registry recorded each run, and it belongs to the memsched user.
+    status = machine.run(["memsched", "status", "--json"], check=True).json()
+    counts = {j["job_name"]: (j["run_count"], j["last_result"]) for j in status["jobs"]}  # type: ignore[index]
+    for job in BUILTIN:
+        assert counts[job][0] >= 1 and counts[job][1] == "success", counts
+    owner = machine.run(["stat", "-c", "%U:%G %a", "/var/lib/memsched/registry.db"], check=True).stdout.split()
+    assert owner[0] == "memsched:memsched", owner
+
+
+def test_systemd_analyze_security_scores_every_shipped_service_2_or_lower(machine: Machine) -> None:
+    shipped = sorted(p.name for p in (machine.root / "usr/lib/systemd/system").glob("memsched*.service"))
+    assert f"memsched-{BUILTIN[0]}.service" in shipped and "memsched-failure@.service" in shipped, shipped
+    for name in shipped:
+        # A template is scored through an instance (what OnFailure= starts).
+        unit = name.replace("@.service", "@compaction.service")
+        out = machine.run(["systemd-analyze", "security", "--no-pager", unit])
+        assert out.returncode == 0, out.stderr
+        score = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out.stdout)
+        assert score, out.stdout[-500:]
+        assert float(score.group(1)) <= 2.0, f"{unit}: {score.group(0)}"
+
+
+TIMERS = [f"memsched-{job}.timer" for job in BUILTIN]
+UNITS = [*TIMERS, *(f"memsched-{job}.service" for job in BUILTIN), "memsched-failure@compaction.service"]
+
+
+def _needing_reload(machine: Machine) -> list[str]:
+    """Return the units of the built-in jobs the manager reports NeedDaemonReload=yes for."""
+    out = machine.run(["systemctl", "show", "--property=Id", "--property=NeedDaemonReload", *UNITS], check=True).stdout
+    units = [dict(line.split("=", 1) for line in block.splitlines() if "=" in line) for block in out.split("\n\n")]
+    assert sorted(u["Id"] for u in units) == sorted(UNITS), out
+    return sorted(u["Id"] for u in units if u["NeedDaemonReload"] == "yes")
+
+
+def test_no_unit_needs_daemon_reload_after_install_units_pause_and_resume(machine: Machine) -> None:
+    assert _needing_reload(machine) == [], "right after boot"
+    try:
+        for step in (["memsched", "install-units", "--system", "--json"], ["memsched", "pause", "toc_rollup_week"],
+                     ["memsched", "resume", "toc_rollup_week"], ["memsched", "install-units", "--system", "--json"]):
+            out = machine.run(step, timeout=300)
+            assert out.returncode == 0, f"{step}: {out.stdout}{out.stderr}"
+            assert _needing_reload(machine) == [], f"after {' '.join(step[1:])}"
+            status = machine.run(["systemctl", "status", "--no-pager", "memsched-toc_rollup_week.timer"])
+            assert "changed on disk" not in status.stdout + status.stderr
+        doctor = machine.run(["memsched", "doctor", "--json"])
+        assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+        # And if one ever is (a unit file touched behind the manager's back), doctor says so.
+        machine.run("touch -d tomorrow /etc/systemd/system/memsched-toc_rollup_week.timer", check=True)
+        assert _needing_reload(machine) == ["memsched-toc_rollup_week.timer"]
+        doctor = machine.run(["memsched", "doctor", "--json"])
+        assert doctor.returncode == 1
+        findings = json.loads(doctor.stdout)
+        assert any("memsched-toc_rollup_week.timer" in f["problem"] and "NeedDaemonReload" in f["problem"] for f in findings["findings"]), findings
+    finally:
+        # Back to the package's units, enabled as the package leaves them.
+        machine.run(["memsched", "resume", "toc_rollup_week"], timeout=300)
+        machine.run(["memsched", "uninstall-units", "--system", "--json"], timeout=300)
+        machine.run(["systemctl", "daemon-reload"], check=True)
+        machine.run(["systemctl", "enable", "--now", *TIMERS], check=True)
