@@ -6,7 +6,7 @@ From the bottom up (a module may import its own layer and the layers below):
 * ``cron``: cron expressions parsed and translated to calendars, pure (config validates
   with it, so it sits below config; predictions that ask systemd are in ``systemd``)
 * ``config``
-* state: ``registry``, ``store``, ``metrics``
+* state: ``registry``, ``store``, ``metrics``, ``late`` (when a job is late, which metrics and status share)
 * ``summarize`` (summaries are made of the store's events and bullets; building takes its
   segment summarizer as an argument from the ingest or rollup that runs it)
 * ``systemd``: units, the manager, systemd-analyze
@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("memsched", "memsched.errors", "memsched.text", "memsched.proc", "memsched.locate", "memsched.paths"),
     ("memsched.cron",),
     ("memsched.config",),
-    ("memsched.registry", "memsched.store", "memsched.metrics"),
+    ("memsched.registry", "memsched.store", "memsched.metrics", "memsched.late"),
     ("memsched.summarize",),
     ("memsched.systemd",),
     ("memsched.jobs",),

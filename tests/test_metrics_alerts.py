@@ -37,11 +37,11 @@ def test_metrics_textfile_is_rewritten_after_every_run(tmp_path: Path) -> None:
     for job in ("good", "good", "bad"):
         subprocess.run([*MEMSCHED, "--config", str(config), "exec", job], env=env, capture_output=True, check=False)
     values = metrics(textfile)
-    good, bad = (("job", "good"),), (("job", "bad"),)
+    good, bad = (("job_name", "good"),), (("job_name", "bad"),)
     assert values[("memsched_job_runs_total", good)] == 2 and values[("memsched_job_errors_total", good)] == 0
     assert values[("memsched_job_runs_total", bad)] == 0 and values[("memsched_job_errors_total", bad)] == 1
     assert values[("memsched_job_last_run_success", good)] == 1 and values[("memsched_job_last_run_success", bad)] == 0
-    assert values[("memsched_job_last_run_result", (("job", "bad"), ("result", "failed")))] == 1
+    assert values[("memsched_job_last_run_result", (("job_name", "bad"), ("result", "failed")))] == 1
     db = sqlite3.connect(tmp_path / "registry.db")
     (last_good_start,) = db.execute("SELECT MAX(started_ms) FROM runs WHERE job = 'good' AND result = 'success'").fetchone()
     assert values[("memsched_job_last_success_timestamp_seconds", good)] == last_good_start / 1000
@@ -77,7 +77,12 @@ def test_failure_alert_command_gets_the_run_details(systemd: SystemdTestEnv) -> 
 
 
 def test_a_run_killed_by_its_timeout_is_recorded_by_the_failure_unit(systemd: SystemdTestEnv) -> None:
-    config = write_config(systemd.tmp, {"hangs": command_job(["/bin/sleep", "60"], cron="0 0 1 1 *", timeout="2s")})
+    textfile = systemd.tmp / "collector" / "memsched.prom"
+    config = write_config(
+        systemd.tmp,
+        {"hangs": command_job(["/bin/sleep", "60"], cron="0 0 1 1 *", timeout="2s")},
+        extra={"metrics": {"textfile": str(textfile)}},
+    )
     install(systemd, config)
     systemd.systemctl("start", "--no-block", "memsched-hangs.service")
     registry = systemd.tmp / "registry.db"
@@ -96,3 +101,24 @@ def test_a_run_killed_by_its_timeout_is_recorded_by_the_failure_unit(systemd: Sy
 
     result, reason = wait_for(failed, 30, "the timed-out run to be recorded as failed")
     assert "longer than its timeout" in reason
+    # The killed run never wrote the metrics its end would have: the failure unit does.
+    hangs = (("job_name", "hangs"),)
+    wait_for(lambda: textfile.exists() and metrics(textfile).get(("memsched_job_errors_total", hangs)) == 1, 30, "the failure in the metrics")
+    assert metrics(textfile)[("memsched_job_last_run_result", (("job_name", "hangs"), ("result", "failed")))] == 1
+
+
+def test_pause_and_resume_rewrite_the_metrics(systemd: SystemdTestEnv) -> None:
+    textfile = systemd.tmp / "collector" / "memsched.prom"
+    config = write_config(
+        systemd.tmp, {"nightly": command_job(["/bin/true"], cron="0 3 * * *")}, extra={"metrics": {"textfile": str(textfile)}}
+    )
+    install(systemd, config)
+    nightly = (("job_name", "nightly"),)
+    assert systemd.memsched("pause", "nightly", "--config", str(config)).returncode == 0
+    values = metrics(textfile)
+    assert values[("memsched_job_paused", nightly)] == 1
+    assert abs(values[("memsched_job_paused_since_timestamp_seconds", nightly)] - values[("memsched_textfile_written_timestamp_seconds", ())]) < 5
+    assert systemd.memsched("resume", "nightly", "--config", str(config)).returncode == 0
+    values = metrics(textfile)
+    assert values[("memsched_job_paused", nightly)] == 0
+    assert ("memsched_job_paused_since_timestamp_seconds", nightly) not in values

@@ -65,7 +65,7 @@ def test_status_next_runs_and_counts_match_what_happened(systemd: SystemdTestEnv
     table = systemd.memsched("status", "--utc", "--config", str(config))
     assert table.returncode == 0
     header, *rows = table.stdout.splitlines()
-    assert header.split() == ["JOB", "STATE", "LAST", "RUN", "RESULT", "DURATION", "NEXT", "RUN", "RUNS", "ERRORS", "SKIPS", "LOST"]
+    assert header.split() == ["JOB", "STATE", "LAST", "RUN", "RESULT", "DURATION", "NEXT", "RUN", "RUNS", "ERRORS", "SKIPS", "LOST", "LATE"]
     assert any(r.startswith("broken") and " failed " in r for r in rows)
 
 

@@ -43,6 +43,7 @@ def test_wheel_carries_templates_units_and_generated_code(wheel: Path) -> None:
     for template in ("timer.j2", "service.j2", "hardening.j2", "header.j2"):
         assert f"memsched/_data/templates/{template}" in names
     assert "memsched/_data/units/memsched-failure@.service.j2" in names
+    assert "memsched/_data/prometheus/memsched.rules.yml" in names
     assert not any(n.startswith("tests/") for n in names)
 
 
@@ -94,6 +95,7 @@ def test_deb_contents(deb: Path) -> None:
         "./etc/memsched/memsched.toml",
         "./usr/bin/memsched",
         "./usr/share/bash-completion/completions/memsched",
+        "./usr/share/memsched/prometheus/memsched.rules.yml",
     ):
         assert path in listing, path
     conffiles = subprocess.run(["dpkg-deb", "--ctrl-tarfile", str(deb)], capture_output=True, check=True).stdout

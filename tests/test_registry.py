@@ -149,8 +149,8 @@ def test_lost_and_skipped_slots_reach_status_and_metrics(tmp_path: Path, monkeyp
         reg.record_skip("j", code="overlap", reason="during a run", slot_ms=1_000, slot_end_ms=2_000, count=2)
         reg.record_lost("j", code="start-limit", reason="refused by systemd", slot_ms=3_000, slot_end_ms=5_000, count=3)
         text = render(reg, ["j"])
-    assert 'memsched_job_lost_slots_total{job="j",reason="start-limit"} 3' in text
-    assert 'memsched_job_skips_total{job="j"} 2' in text
+    assert 'memsched_job_lost_slots_total{job_name="j",reason="start-limit"} 3' in text
+    assert 'memsched_job_skips_total{job_name="j"} 2' in text
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "no-manager"))
     monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path}/no-bus")
     (job,) = read_status(config, "user", ["j"]).jobs

@@ -42,6 +42,9 @@ def status_cmd(jobs: tuple[str, ...], utc: bool, as_json: bool) -> None:
     SKIPS counts slots memsched decided not to run (overlap, pause, a manual
     skip), LOST slots that should have run and did not (systemd's start limit,
     the machine off); `history` gives each one's reason.
+    LATE says "late" for a job with no successful run within its expected
+    interval (the longest gap of its calendar) plus allowances, as the shipped
+    Prometheus rule MemschedJobLate decides (docs/metrics.md).
     """
     from memsched.ops.status import job_status_dict, read_status
 
@@ -73,10 +76,11 @@ def status_cmd(jobs: tuple[str, ...], utc: bool, as_json: bool) -> None:
             str(j.error_count),
             str(j.skip_count),
             str(j.lost_count),
+            "late" if j.late else "-",
         ]
         for j in status.jobs
     ]
-    echo_table(["JOB", "STATE", "LAST RUN", "RESULT", "DURATION", "NEXT RUN", "RUNS", "ERRORS", "SKIPS", "LOST"], rows)
+    echo_table(["JOB", "STATE", "LAST RUN", "RESULT", "DURATION", "NEXT RUN", "RUNS", "ERRORS", "SKIPS", "LOST", "LATE"], rows)
 
 
 @click.command("pause")

@@ -357,7 +357,8 @@ SECTIONS: tuple[Section, ...] = (
     Section(
         "alerts",
         "What happens when a run fails: the memsched-failure@.service unit records the failure and "
-        "runs this command, so you can wire mail, a desktop notification or a webhook.",
+        "runs this command, so you can wire mail, a desktop notification or a webhook. And the "
+        "thresholds of the shipped Prometheus rules, written into the metrics (docs/metrics.md).",
         (
             Option(
                 "on_failure",
@@ -382,6 +383,35 @@ SECTIONS: tuple[Section, ...] = (
                 "duration",
                 "Longest the alert command may run.",
                 default=60_000,
+            ),
+            Option(
+                "late_grace",
+                "duration",
+                "How long past its expected interval (the longest gap of its calendar, plus its random delay, "
+                "accuracy and longest run) a job may go without a successful run before it is late: in "
+                "`memsched status` and in the shipped Prometheus rule MemschedJobLate. See docs/metrics.md.",
+                default=300_000,
+            ),
+            Option(
+                "paused_after",
+                "duration",
+                "How long a job may stay paused before the Prometheus rule MemschedJobPausedTooLong fires.",
+                default=86_400_000,
+            ),
+            Option(
+                "lost_slots",
+                "integer",
+                "The rule MemschedJobLostSlots fires when more slots than this were lost in 24 hours.",
+                default=0,
+                minimum=0,
+            ),
+            Option(
+                "skipped_slots",
+                "integer",
+                "The rule MemschedJobSkippedSlots fires when more slots than this were skipped by the job's "
+                "own policy (overlap, coalesced) in 24 hours.",
+                default=3,
+                minimum=0,
             ),
         ),
     ),

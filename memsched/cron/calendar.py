@@ -55,15 +55,8 @@ def to_on_calendar(spec: CronSpec, timezone: str) -> list[str]:
         )
     )
     year = "*" if spec.years is None else render_values(spec.years, 1970, 2099, width=4)
-    lines: list[_DateLine] = []
-    if spec.dom is None and spec.dow is None:
-        lines.append(_DateLine(None, spec.months, False, None))
-    if spec.dom is not None:
-        lines.extend(_dom_lines(spec.dom, spec.months))
-    if spec.dow is not None:
-        lines.extend(_dow_lines(spec.dow, spec.months))
     result = []
-    for line in _merge(lines):
+    for line in date_lines(spec):
         date = f"{year}-{render_values(line.months, 1, 12)}"
         date += ("~" if line.from_end else "-") + (
             "*" if line.days is None else render_values(line.days, 1, 31)
@@ -71,6 +64,23 @@ def to_on_calendar(spec: CronSpec, timezone: str) -> list[str]:
         weekday = "" if line.weekdays is None else render_weekdays(line.weekdays) + " "
         result.append(f"{weekday}{date} {time} {timezone}")
     return result
+
+
+def date_lines(spec: CronSpec) -> list[_DateLine]:
+    """Return the date patterns of ``spec``, merged: a date fires when any line matches it.
+
+    The same patterns the ``OnCalendar=`` values are rendered from, so code that walks
+    dates with them (the expected interval of :mod:`memsched.cron.interval`) sees the
+    days systemd fires on.
+    """
+    lines: list[_DateLine] = []
+    if spec.dom is None and spec.dow is None:
+        lines.append(_DateLine(None, spec.months, False, None))
+    if spec.dom is not None:
+        lines.extend(_dom_lines(spec.dom, spec.months))
+    if spec.dow is not None:
+        lines.extend(_dow_lines(spec.dow, spec.months))
+    return _merge(lines)
 
 
 def _dom_lines(dom: DaySpec, months: frozenset[int]) -> list[_DateLine]:

@@ -183,15 +183,11 @@ def execute(config: Config, job: JobConfig, scope: str, instance: str | None = N
 
 def _write_metrics(config: Config, registry: Registry, log: JobLog) -> None:
     """Rewrite the Prometheus textfile when ``[metrics] textfile`` is set; a failure only warns."""
-    path = str((config.settings or {}).get("metrics", {}).get("textfile") or "")
-    if not path:
+    if not (config.settings or {}).get("metrics", {}).get("textfile"):
         return
-    from memsched.metrics import write_textfile
+    from memsched.metrics import update_textfile
 
-    try:
-        write_textfile(path, registry, sorted(config.enabled_jobs))
-    except OSError as exc:
-        log.warning(f"cannot write metrics to {path}: {exc.strerror or exc}")
+    update_textfile(config, registry, log.warning)
 
 
 def _record_skipped_slots(registry: Registry, job: JobConfig, started_ms: int, ended_ms: int, log: JobLog) -> None:

@@ -74,6 +74,10 @@ def notify_failure(config: Config, scope: str, name: str, env: dict[str, str] | 
             registry.finish_run(run.id, result="failed", exit_code=code, reason=reason, metadata=run.metadata, ended_ms=run.ended_ms or now_ms())
         elif run is not None and run.reason:
             reason = run.reason
+        from memsched.metrics import update_textfile
+
+        # A run killed by its timeout or a signal never wrote the metrics its end would have.
+        update_textfile(config, registry, JobLog(job.name, invocation_id=invocation).warning)
     settings = (config.settings or {}).get("alerts", {})
     report = FailureReport(job.name, invocation, result, exit_status, reason)
     report.log_tail = _log_tail(config, scope, job.name, invocation, int(settings.get("log_lines", 20)))

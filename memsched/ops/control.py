@@ -57,7 +57,16 @@ def pause(config: Config, scope: str, names: list[str] | None, *, actor: str | N
                     manager.stop(unit)
                     result.stopped_running.append(unit)
             results.append(result)
+        _update_metrics(config, registry)
     return results
+
+
+def _update_metrics(config: Config, registry: object) -> None:
+    """Rewrite the metrics textfile after a pause or resume, so the pause alert sees it (a failure only warns)."""
+    from memsched.jobs.joblog import JobLog
+    from memsched.metrics import update_textfile
+
+    update_textfile(config, registry, JobLog("memsched").warning)  # type: ignore[arg-type]
 
 
 def _running_units(manager: ManagerClient, job: JobConfig) -> list[str]:
@@ -106,6 +115,7 @@ def resume(config: Config, scope: str, names: list[str] | None, *, skip_missed: 
             manager.enable([timer])
             manager.start(timer)
             results.append(ResumeResult(job.name, was_paused, missed, catch_up))
+        _update_metrics(config, registry)
     return results
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from memsched.config.load import Config, JobConfig
 from memsched.errors import ManagerUnavailable, UnknownJobError
-from memsched.registry import JobCounts, PauseRecord, Registry, RunRecord, open_registry
+from memsched.late import Lateness, grace_ms, lateness
+from memsched.registry import JobCounts, PauseRecord, Registry, RunRecord, now_ms, open_registry
 from memsched.systemd.names import instance_pattern, service_name, timer_name
 from memsched.systemd.manager import TIMER_IFACE, USEC_INFINITY, ManagerClient
 
@@ -44,6 +45,11 @@ class JobStatus:
     timer_enabled: str = ""
     service_active_state: str = ""
     running_instances: list[str] = field(default_factory=list)
+    lateness: Lateness | None = None  # memsched.late: late by the same definition as the MemschedJobLate rule
+
+    @property
+    def late(self) -> bool:
+        return bool(self.lateness and self.lateness.late)
 
     @property
     def last_run_ms(self) -> int:
@@ -176,6 +182,8 @@ def read_status(
         last_runs = registry.last_runs()
         last_skips = registry.last_skips()
         pauses = registry.pauses()
+        successes = registry.last_successes()
+        first_known = registry.first_known()
     finally:
         if own:
             registry.close()
@@ -214,6 +222,9 @@ def read_status(
         ))
         for job in jobs
     ]
+    now, grace = now_ms(), grace_ms(config)
+    for job, status in zip(jobs, statuses):
+        status.lateness = lateness(job, grace, now, successes.get(job.name), first_known.get(job.name), status.is_paused)
     return SchedulerStatus(scheduler_running=running, scope=scope, jobs=statuses, manager_version=version)
 
 
@@ -260,4 +271,8 @@ def job_status_dict(status: JobStatus) -> dict[str, Any]:
         "paused_by": status.pause.paused_by if status.pause else None,
         "paused_at": iso_ms(status.pause.paused_ms) if status.pause else None,
         "running_instances": status.running_instances,
+        "late": status.late,
+        "expected_interval_ms": status.lateness.interval_ms if status.lateness else None,
+        "late_after_ms": status.lateness.late_after_ms if status.lateness else None,
+        "late_at": iso_ms(status.lateness.deadline_ms or 0) if status.lateness else None,
     }

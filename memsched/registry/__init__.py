@@ -237,6 +237,14 @@ class Registry(SlotsMixin):
         """Return each job's latest successful run start (ms), in one query."""
         return {r[0]: r[1] for r in self.db.execute("SELECT job, MAX(started_ms) FROM runs WHERE result = 'success' GROUP BY job")}
 
+    def first_known(self) -> dict[str, int]:
+        """Return when memsched first knew each job (ms): its earliest record or the install of its units, in one query."""
+        rows = self.db.execute(
+            "SELECT job, MIN(at) FROM (SELECT job, MIN(started_ms) AS at FROM runs GROUP BY job "
+            "UNION ALL SELECT job, MIN(installed_ms) AS at FROM installed_units WHERE job IS NOT NULL GROUP BY job) GROUP BY job"
+        )
+        return {r[0]: r[1] for r in rows}
+
     def last_skips(self) -> dict[str, RunRecord]:
         """Return each job's latest record of a slot not run (skipped or lost), in one query."""
         rows = self.db.execute(

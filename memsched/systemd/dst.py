@@ -13,28 +13,10 @@ from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from memsched.cron.calendar import to_on_calendar
+from memsched.cron.zones import Transition, transitions
 from memsched.cron.parse import CronSpec
 from memsched.errors import UsageError
 from memsched.systemd.analyze import calendar_next
-
-
-@dataclass(frozen=True)
-class Transition:
-    """A UTC-offset change of a zone: at ``at`` (UTC) the offset goes from ``before`` to ``after``."""
-
-    at: datetime
-    before: timedelta
-    after: timedelta
-
-    @property
-    def kind(self) -> str:
-        return "gap" if self.after > self.before else "fold"
-
-    def wall_window(self) -> tuple[datetime, datetime]:
-        """Return the naive wall-clock interval [start, end) that is skipped (gap) or repeated (fold)."""
-        naive = self.at.replace(tzinfo=None)
-        a, b = naive + self.before, naive + self.after
-        return (a, b) if a < b else (b, a)
 
 
 @dataclass(frozen=True)
@@ -49,33 +31,6 @@ class DstWarning:
     wall_time: datetime | None  # naive local time
     message: str
     fatal: bool = False
-
-
-def transitions(zone_name: str, start: datetime, end: datetime) -> list[Transition]:
-    """Return the zone's offset changes between two aware datetimes, to the second."""
-    zone = ZoneInfo(zone_name)
-    found = []
-    step = timedelta(hours=6)
-    t = start.astimezone(timezone.utc)
-    end = end.astimezone(timezone.utc)
-    previous = t.astimezone(zone).utcoffset()
-    while t < end:
-        nxt = min(t + step, end)
-        offset = nxt.astimezone(zone).utcoffset()
-        if offset != previous:
-            lo, hi = t, nxt
-            while hi - lo > timedelta(seconds=1):
-                mid = lo + (hi - lo) / 2
-                if mid.astimezone(zone).utcoffset() == previous:
-                    lo = mid
-                else:
-                    hi = mid
-            at = hi.replace(microsecond=0)
-            if at.astimezone(zone).utcoffset() != previous:
-                found.append(Transition(at, previous, offset))
-            previous = offset
-        t = nxt
-    return found
 
 
 def dst_warnings(spec: CronSpec, zone_name: str, start: datetime, months: int = 12) -> list[DstWarning]:
