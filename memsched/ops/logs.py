@@ -14,7 +14,7 @@ from pathlib import Path
 from memsched.config.load import Config
 from memsched.errors import MemschedError, UsageError
 from memsched.ops.status import resolve_jobs
-from memsched.systemd.names import service_name
+from memsched.systemd.names import failure_unit_name, instance_pattern, service_name
 from memsched.registry import RunRecord, open_registry
 
 _INVOCATION = re.compile(r"^[0-9a-f]{32}$")
@@ -42,8 +42,13 @@ def journal_command(
 
     ``as_json`` asks journalctl for its JSON export, which :func:`journal_entries` reads.
 
-    Entries are matched by the MEMSCHED_JOB= field memsched attaches to every
-    line of a run, or by the unit (systemd's own messages about it).
+    Entries are selected by fields journald sets itself, which no client can write: the unit
+    a line came from (``_SYSTEMD_UNIT``, or ``_SYSTEMD_USER_UNIT`` with ``_UID``), and systemd's
+    own messages about the unit (``UNIT=`` from PID 1, ``USER_UNIT=`` from the user's manager) —
+    journalctl's ``--unit``/``--user-unit`` matches. Fields a process writes itself
+    (``MEMSCHED_JOB=``, ``UNIT=``) select nothing alone: any local user could write them and
+    put lines into another job's logs and failure alerts. The units: the job's service, its
+    concurrent instances, and its failure unit. ``invocation`` then narrows to one run.
     Raises :class:`UsageError` for a malformed invocation id or line count.
     """
     (job,) = resolve_jobs(config, [name])
@@ -60,10 +65,16 @@ def journal_command(
         argv.append(f"--lines={lines}")
     if follow:
         argv.append("--follow")
+    unit_flag = "--user-unit" if scope == "user" else "--unit"
+    # The plain names first: journalctl refuses a pattern that matches no unit in the journal
+    # unless another name is given, and shows nothing (not everything) for a name never seen.
+    for unit in (service_name(job.name), failure_unit_name(job.name), instance_pattern(job.name)):
+        argv.append(f"{unit_flag}={unit}")
     if invocation:
         invocation = invocation.replace("-", "").lower()
         if not _INVOCATION.match(invocation):
             raise UsageError(f"--run {invocation!r}: expected a systemd invocation id (32 hex digits, see `memsched history`)")
+        # ANDed with the units above: within lines that came from the job's own units, the run's.
         argv += [
             f"MEMSCHED_INVOCATION_ID={invocation}",
             "+",
@@ -73,9 +84,6 @@ def journal_command(
             "+",
             f"INVOCATION_ID={invocation}",
         ]
-        return argv
-    unit_field = "USER_UNIT" if scope == "user" else "UNIT"
-    argv += [f"MEMSCHED_JOB={job.name}", "+", f"{unit_field}={service_name(job.name)}"]
     return argv
 
 

@@ -17,6 +17,11 @@ def service_name(job: str) -> str:
     return f"{UNIT_PREFIX}{job}.service"
 
 
+def failure_unit_name(job: str) -> str:
+    """Return the failure unit a failed run of ``job`` starts (OnFailure=): ``memsched-failure@<job>.service``."""
+    return f"{UNIT_PREFIX}failure@{job}.service"
+
+
 def instance_template_name(job: str) -> str:
     return f"{UNIT_PREFIX}{job}@.service"
 

@@ -31,7 +31,7 @@ from memsched.config import values
 from memsched.config.durations import format_duration_ms
 from memsched.config.load import Config, JobConfig
 from memsched.errors import UsageError
-from memsched.systemd.names import instance_template_name, service_name, timer_name
+from memsched.systemd.names import failure_unit_name, instance_template_name, service_name, timer_name
 from memsched.text import first_control_char
 
 FAILURE_UNIT_TEMPLATE = "memsched-failure@.service"
@@ -250,7 +250,7 @@ def render_job(job: JobConfig, ctx: RenderContext) -> list[RenderedUnit]:
         job_cfg=job,
         scope=ctx.scope,
         config_label=str(ctx.config_path) if ctx.config_path else "(built-in defaults)",
-        failure_unit=f"memsched-failure@{job.name}.service",
+        failure_unit=failure_unit_name(job.name),
         exit_interrupted=EXIT_INTERRUPTED,
         service_user=ctx.service_user,
         service_group=ctx.service_group,
