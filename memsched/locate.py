@@ -15,6 +15,7 @@ from memsched.errors import UsageError
 SCOPES = ("user", "system")
 SYSTEM_CONFIG = "/etc/memsched/memsched.toml"
 SYSTEM_STATE_DIR = "/var/lib/memsched"
+SYSTEM_USER = "memsched"  # the user system-scope jobs run as; owns SYSTEM_STATE_DIR
 
 
 def resolve_scope(flag: str | None, env: dict[str, str] | None = None) -> str:

@@ -2,7 +2,7 @@
 
 From the bottom up (a module may import its own layer and the layers below):
 
-* foundation: ``memsched`` (the version), ``errors``, ``text``, ``proc``, ``locate``, ``paths``
+* foundation: ``memsched`` (the version), ``errors``, ``text``, ``proc``, ``locate``, ``paths``, ``statefile``
 * ``cron``: cron expressions parsed and translated to calendars, pure (config validates
   with it, so it sits below config; predictions that ask systemd are in ``systemd``)
 * ``config``
@@ -32,7 +32,7 @@ import memsched
 
 PACKAGE = Path(memsched.__file__).parent
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("memsched", "memsched.errors", "memsched.text", "memsched.proc", "memsched.locate", "memsched.paths"),
+    ("memsched", "memsched.errors", "memsched.text", "memsched.proc", "memsched.locate", "memsched.paths", "memsched.statefile"),
     ("memsched.cron",),
     ("memsched.config",),
     ("memsched.registry", "memsched.store", "memsched.metrics", "memsched.late"),
@@ -174,7 +174,7 @@ def test_the_checks_find_an_upward_import_and_a_cycle() -> None:
 
 # what each package may import from memsched (module prefixes), besides itself
 ALLOWED = {
-    "store": ("memsched.errors", "memsched.paths", "memsched.text"),
+    "store": ("memsched.errors", "memsched.paths", "memsched.text", "memsched.statefile"),
     "summarize": ("memsched.errors", "memsched.text", "memsched.store", "memsched.config"),
 }
 

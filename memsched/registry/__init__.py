@@ -53,6 +53,7 @@ import os
 import sqlite3
 
 from memsched.errors import MemschedError
+from memsched.statefile import ensure_directory, prepare_database
 from memsched.proc import pid_alive
 from memsched.registry.records import InstalledUnit, JobCounts, PauseRecord, RunRecord, RunRequest, SlotState
 from memsched.registry.schema import MIGRATIONS, LOST_CODES, NOT_RUNS, REQUEST_STATES, RESULTS, SKIP_CODES
@@ -86,7 +87,8 @@ class Registry(SlotsMixin):
             target = ":memory:"  # nothing recorded yet: read an empty registry, create no file
         try:
             if target != ":memory:":
-                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+                ensure_directory(os.path.dirname(self.path) or ".")
+                prepare_database(self.path)  # root in the service user's directory: the file stays the user's
             db = sqlite3.connect(target, timeout=self.busy_timeout_ms / 1000, isolation_level=None)
         except (OSError, sqlite3.Error) as exc:
             raise MemschedError(f"cannot open the run registry {self.path}: {exc}") from None

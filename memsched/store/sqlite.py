@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from memsched.errors import PermissionDenied
+from memsched.statefile import ensure_directory, prepare_database
 from memsched.store.migrations import SCHEMA_VERSION, migrate, schema_version
 from memsched.store.models import (
     PLACEHOLDER_BULLETS,
@@ -162,11 +163,12 @@ class SqliteStore:
         Raises :class:`StoreError`, :class:`StoreBusyError` or :class:`PermissionDenied`.
         """
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            ensure_directory(str(self.path.parent))
         except PermissionError:
             raise PermissionDenied(f"{self.path.parent}: cannot create the store's directory (permission denied)") from None
         except OSError as exc:
             raise StoreError(f"{self.path.parent}: cannot create the store's directory: {exc.strerror}") from None
+        prepare_database(str(self.path))  # root in the service user's directory: the files stay the user's
         if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
             raise PermissionDenied(f"{self.path}: cannot open the store for writing (permission denied)")
         with self._translated("open"):

@@ -31,13 +31,13 @@ from memsched.config import values
 from memsched.config.durations import format_duration_ms
 from memsched.config.load import Config, JobConfig
 from memsched.errors import UsageError
+from memsched.locate import SYSTEM_USER
 from memsched.systemd.names import failure_unit_name, instance_template_name, service_name, timer_name
 from memsched.text import first_control_char
 
 FAILURE_UNIT_TEMPLATE = "memsched-failure@.service"
 HEADER_MARK = "# Managed by memsched"
 DEFER_REACTIVATION_MIN_VERSION = 257
-SYSTEM_USER = "memsched"
 
 # `memsched exec` exit codes the units rely on (see memsched.jobs.runner).
 EXIT_INTERRUPTED = 75
