@@ -122,7 +122,11 @@ def next_cmd(job: str | None, cron: str | None, tz: str | None, count: int, afte
 @common_options
 @handle_errors
 def validate_cmd(as_json: bool) -> None:
-    """Check the config; warn where jobs meet daylight-saving gaps or folds in the next 12 months."""
+    """Check the config; warn where jobs meet daylight-saving gaps or folds in the next 12 months.
+
+    A job whose jitter + accuracy is longer than the gap between its slots is a problem
+    (systemd would lose slots). Exit 0 when all is well, 2 when any problem was found.
+    """
     ctx = app()
     config = ctx.config()
     job_env, _from_manager = schedule.job_environment(ctx.scope)

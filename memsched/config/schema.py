@@ -89,7 +89,8 @@ JOB_OPTIONS: tuple[Option, ...] = (
         "jitter",
         "duration",
         "Random delay added to each run, so jobs of many machines do not start at once "
-        "(RandomizedDelaySec=). It is not counted in the run's duration.",
+        "(RandomizedDelaySec=). It is not counted in the run's duration. jitter + accuracy must not be "
+        "longer than the shortest gap between the job's slots (`memsched validate` checks), or slots are lost.",
         default=0,
     ),
     Option(
@@ -102,7 +103,7 @@ JOB_OPTIONS: tuple[Option, ...] = (
         "accuracy",
         "duration",
         "How late systemd may coalesce the timer to save wake-ups (AccuracySec=). "
-        "systemd's own default is 1min; memsched is precise by default.",
+        "systemd's own default is 1min; memsched is precise by default. See jitter for its limit.",
         default=1000,
     ),
     Option(

@@ -171,7 +171,8 @@ def execute(config: Config, job: JobConfig, scope: str, instance: str | None = N
         ended = now_ms()
         registry.finish_run(run_id, result=outcome, exit_code=code, reason=result.reason, metadata=result.metadata, ended_ms=ended)
         if job.overlap == "skip":
-            _record_skipped_slots(registry, job, started, ended, log)
+            # from the timer's trigger: a slot that elapsed while the start was still on its way is overlapped too
+            _record_skipped_slots(registry, job, trigger_ms or started, ended, log)
         _write_metrics(config, registry, log)
         message = f"run {run_id} of {job.name} {outcome} after {(ended - started) / 1000:.3f}s"
         if result.reason:
@@ -191,7 +192,7 @@ def _write_metrics(config: Config, registry: Registry, log: JobLog) -> None:
 
 
 def _record_skipped_slots(registry: Registry, job: JobConfig, started_ms: int, ended_ms: int, log: JobLog) -> None:
-    """Record every slot that elapsed while this run was going as skipped (overlap = skip)."""
+    """Record every slot that elapsed between ``started_ms`` (the trigger, or the run's start) and the run's end as skipped (overlap = skip)."""
     from memsched.systemd.analyze import calendar_next
 
     after = datetime.fromtimestamp(started_ms / 1000, timezone.utc)
@@ -205,7 +206,7 @@ def _record_skipped_slots(registry: Registry, job: JobConfig, started_ms: int, e
             break
         reason = (
             f"slot {slot:%Y-%m-%d %H:%M:%S}Z elapsed while the previous run "
-            f"(started {datetime.fromtimestamp(started_ms / 1000, timezone.utc):%H:%M:%S}Z) was still running"
+            f"(triggered or started {datetime.fromtimestamp(started_ms / 1000, timezone.utc):%H:%M:%S}Z) was still running"
         )
         registry.record_skip(job.name, code="overlap", reason=reason, slot_ms=slot_ms, at_ms=slot_ms)
         log.info(f"skipped: {reason}")

@@ -12,10 +12,11 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 
-from memsched.config.load import Config
+from memsched.config.load import Config, JobConfig
+from memsched.errors import MemschedError
 from memsched.jobs.joblog import JobLog
 from memsched.ops.status import resolve_jobs
-from memsched.registry import now_ms, open_registry
+from memsched.registry import Registry, now_ms, open_registry
 
 
 _REASONS = {
@@ -55,6 +56,43 @@ def _log_tail(config: Config, scope: str, job: str, invocation: str | None, line
     return [line for line in out.splitlines() if line.strip()][-lines:]
 
 
+def _write_metrics(config: Config, registry: Registry, job: str) -> None:
+    """Rewrite the Prometheus textfile when ``[metrics] textfile`` is set (no run will, for a slot not run)."""
+    path = str((config.settings or {}).get("metrics", {}).get("textfile") or "")
+    if not path:
+        return
+    from memsched.metrics import write_textfile
+
+    try:
+        write_textfile(path, registry, sorted(config.enabled_jobs))
+    except OSError as exc:
+        JobLog(job).warning(f"cannot write metrics to {path}: {exc.strerror or exc}")
+
+
+def _record_start_limit(registry: Registry, job: JobConfig, scope: str) -> int:
+    """Record the slots of the timer's latest trigger, which systemd refused, as lost, and let the timer go on.
+
+    A service refused by its start limit stays "failed", and systemd 252's timer waits for
+    it to change state before it arms again: every later slot would be lost without a
+    trace. Resetting the failed state (which resets the start counter too) re-arms it.
+    Returns how many slots were recorded (0 when the timer cannot be asked).
+    """
+    from memsched.ops.lost import record_refused_start
+    from memsched.systemd.manager import TIMER_IFACE, ManagerClient
+    from memsched.systemd.names import service_name, timer_name
+
+    lost = 0
+    try:
+        with ManagerClient(scope) as manager:
+            trigger_ms = int(manager.properties(timer_name(job.name), TIMER_IFACE).get("LastTriggerUSec", 0)) // 1000
+            if trigger_ms:
+                lost = record_refused_start(registry, job, trigger_ms)
+            manager.reset_failed(service_name(job.name))
+    except MemschedError as exc:
+        JobLog(job.name).warning(f"cannot account for the refused start of {job.name}: {exc.message}")
+    return lost
+
+
 def notify_failure(config: Config, scope: str, name: str, env: dict[str, str] | None = None) -> FailureReport:
     """Record the failed run of job ``name`` and run ``[alerts] on_failure``; return what happened."""
     env = dict(os.environ if env is None else env)
@@ -66,7 +104,14 @@ def notify_failure(config: Config, scope: str, name: str, env: dict[str, str] | 
     if exit_status and result not in _REASONS:
         reason += f", status {exit_status}"
     with open_registry(config, scope) as registry:
-        run = registry.find_run(job.name, invocation) if invocation else None
+        if result == "start-limit-hit":
+            # No run started, so no record names this invocation: the refused slots are recorded as lost.
+            lost = _record_start_limit(registry, job, scope)
+            reason = f"systemd refused to start it (start rate limit hit); {lost} slot{'s' if lost != 1 else ''} recorded as lost"
+            run = None
+            _write_metrics(config, registry, job.name)
+        else:
+            run = registry.find_run(job.name, invocation) if invocation else None
         if run is not None and (run.result == "running" or (run.result == "interrupted" and result in _REASONS)):
             # Killed before it could record its end, or stopped by systemd for a reason that is a failure
             # (its timeout, the OOM killer): record it as the failure it is.

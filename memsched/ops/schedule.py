@@ -9,9 +9,11 @@ from datetime import datetime, timezone
 
 from memsched.config.load import Config, JobConfig, is_valid_timezone
 from memsched.config.secrets import api_key_problem
+from memsched.config.durations import humanize_ms
 from memsched.cron.calendar import to_on_calendar
 from memsched.systemd.dst import DstWarning, dst_warnings
 from memsched.cron.parse import parse_cron
+from memsched.cron.spacing import shortest_gap_in_day_s
 from memsched.systemd.predict import Prediction, predict
 from memsched.errors import UnknownJobError, UsageError
 from memsched.systemd.analyze import calendar_next
@@ -66,6 +68,35 @@ def job_environment(scope: str) -> tuple[dict[str, str], bool]:
             return manager.environment(), True
     except MemschedError:
         return dict(os.environ), False
+
+
+SPACING_SAMPLE = 1000  # elapses systemd lists to find the shortest gap between days' slots
+
+
+def delay_problem(job: JobConfig, upcoming: list[datetime]) -> str | None:
+    """Return why the job's timer would lose slots, or None.
+
+    systemd computes a timer's next elapse from when it last fired, so a start later than
+    the next slot (the random delay, ``jitter``, plus ``accuracy``) silently loses the
+    slots in between. ``upcoming`` are the calendar's next elapses, for gaps between days.
+    """
+    assert job.spec is not None
+    gaps = [int((b - a).total_seconds() * 1000) for a, b in zip(upcoming, upcoming[1:])]
+    in_day = shortest_gap_in_day_s(job.spec)
+    if in_day is not None:
+        gaps.append(in_day * 1000)
+    if not gaps:
+        return None
+    gap = min(gaps)
+    delay = int(job.jitter or 0) + int(job.accuracy or 0)
+    if delay <= gap:
+        return None
+    key = "jitter" if job.jitter else "accuracy"
+    return (
+        f"jobs.{job.name}.{key}: jitter + accuracy ({humanize_ms(int(job.jitter or 0))} + {humanize_ms(int(job.accuracy or 0))}) "
+        f"is longer than the {humanize_ms(gap)} between slots of {job.cron!r}: systemd counts the next slot from a late "
+        f"start, so the slots in between would be lost; keep jitter + accuracy within {humanize_ms(gap)}"
+    )
 
 
 @dataclass
@@ -123,7 +154,7 @@ def validate(
         values = list(job.on_calendar)
         check = JobCheck(job.name, values, None)
         try:
-            upcoming = calendar_next(values, now, 1)
+            upcoming = calendar_next(values, now, SPACING_SAMPLE)
         except UsageError as exc:
             check.problems.append(f"jobs.{job.name}.cron: {exc}")
             checks.append(check)
@@ -133,6 +164,9 @@ def validate(
         else:
             check.next_run = upcoming[0]
         assert job.spec is not None
+        problem = delay_problem(job, upcoming)
+        if problem:
+            check.problems.append(problem)
         for warning in dst_warnings(job.spec, job.timezone, now, months):
             if warning.fatal:
                 check.problems.append(f"jobs.{job.name}.cron: {warning.message}")

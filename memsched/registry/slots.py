@@ -84,6 +84,13 @@ class SlotsMixin:
             out.setdefault(row["job"], {})[(row["result"], row["code"])] = row["slots"]
         return out
 
+    def last_slot_ms(self, job: str) -> int | None:
+        """Return the latest slot the job has a record for (a run's slot or start, a skipped or lost range's end), or None."""
+        row = self.db.execute(
+            "SELECT MAX(COALESCE(slot_end_ms, slot_ms, started_ms)) FROM runs WHERE job = ?", (job,)
+        ).fetchone()
+        return row[0] if row and row[0] is not None else None
+
     # ------------------------------------------------------------ slot accounting
 
     def slot_state(self, job: str) -> SlotState:
