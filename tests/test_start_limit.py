@@ -104,7 +104,8 @@ def test_a_slot_lost_to_the_start_limit_is_counted(systemd: SystemdTestEnv) -> N
     entries = json.loads(history.stdout)
     entries = entries.get("runs", entries) if isinstance(entries, dict) else entries
     assert any(e.get("result") == "lost" and e.get("reason_code", e.get("code")) == "start-limit" for e in entries), entries
-    assert f'memsched_job_lost_slots_total{{job="limited",reason="start-limit"}} {lost}' in textfile.read_text()
+    metrics = [line for line in textfile.read_text().splitlines() if line.startswith("memsched_job_lost_slots_total")]
+    assert f'memsched_job_lost_slots_total{{job_name="limited",reason="start-limit"}} {lost}' in metrics, metrics
 
 
 @pytest.mark.parametrize(

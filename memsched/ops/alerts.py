@@ -58,15 +58,9 @@ def _log_tail(config: Config, scope: str, job: str, invocation: str | None, line
 
 def _write_metrics(config: Config, registry: Registry, job: str) -> None:
     """Rewrite the Prometheus textfile when ``[metrics] textfile`` is set (no run will, for a slot not run)."""
-    path = str((config.settings or {}).get("metrics", {}).get("textfile") or "")
-    if not path:
-        return
-    from memsched.metrics import write_textfile
+    from memsched.metrics import update_textfile
 
-    try:
-        write_textfile(path, registry, sorted(config.enabled_jobs))
-    except OSError as exc:
-        JobLog(job).warning(f"cannot write metrics to {path}: {exc.strerror or exc}")
+    update_textfile(config, registry, JobLog(job).warning)
 
 
 def _record_start_limit(registry: Registry, job: JobConfig, scope: str) -> int:
