@@ -82,7 +82,9 @@ def render(registry: Registry, jobs: Sequence[JobConfig | str], config: Config |
     last = registry.last_runs()
     successes = registry.last_successes()
     first = registry.first_known()
-    pauses = registry.pauses()
+    from memsched.registry import now_ms
+
+    pauses = {name: p for name, p in registry.pauses().items() if p.active(now_ms())}  # a timed pause that ended is over
     samples: dict[str, list[str]] = {name: [] for name in _HELP}
 
     def add(name: str, labels: str, value: object) -> None:

@@ -28,6 +28,7 @@ COMMANDS = {
     "status": "memsched.cli.jobs:status_cmd",
     "pause": "memsched.cli.jobs:pause_cmd",
     "resume": "memsched.cli.jobs:resume_cmd",
+    "skip": "memsched.cli.jobs:skip_cmd",
     "run": "memsched.cli.jobs:run_cmd",
     "history": "memsched.cli.jobs:history_cmd",
     "logs": "memsched.cli.jobs:logs_cmd",

@@ -48,7 +48,7 @@ def exec_cmd(job: str, as_gate: bool, spawn: bool, instance: str | None) -> None
         if as_gate:
             sys.exit(runner.gate(config, job_cfg, scope))
         if spawn:
-            sys.exit(runner.spawn(job_cfg, scope))
+            sys.exit(runner.spawn(config, job_cfg, scope))
         sys.exit(runner.execute(config, job_cfg, scope, instance))
     except MemschedError as exc:
         click.echo(f"memsched exec: {exc.message}", err=True)

@@ -1,4 +1,4 @@
-"""status, pause, resume, run, history, logs, doctor."""
+"""status, pause, resume, skip, run, history, logs, doctor."""
 
 from __future__ import annotations
 
@@ -81,59 +81,107 @@ def status_cmd(jobs: tuple[str, ...], utc: bool, as_json: bool) -> None:
         for j in status.jobs
     ]
     echo_table(["JOB", "STATE", "LAST RUN", "RESULT", "DURATION", "NEXT RUN", "RUNS", "ERRORS", "SKIPS", "LOST", "LATE"], rows)
+    for j in status.jobs:
+        if j.paused_until_ms:
+            click.echo(f"{j.job_name}: paused until {format_time(j.paused_until_ms, utc)} (resumes by itself), by {j.pause.paused_by}")  # type: ignore[union-attr]
+        if j.skip_window is not None:
+            w = j.skip_window
+            what = f"the next {w.next_n} slot(s) after {format_time(w.asked_ms, utc)}" if w.next_n else "every slot"
+            click.echo(f"{j.job_name}: skipping {what} through {format_time(w.through_ms, utc)}, asked by {w.actor}")
 
 
 @click.command("pause")
 @click.argument("jobs", nargs=-1, shell_complete=complete_jobs)
 @click.option("--all", "all_jobs", is_flag=True, help="Pause every enabled job.")
+@click.option("--for", "for_text", metavar="DURATION", default=None, help="Resume by itself after this long (2h, 90min, 1h 30min).")
+@click.option(
+    "--until", "until_text", metavar="TIME", default=None,
+    help="Resume by itself at this instant (ISO 8601: 2026-12-24T08:00, with an offset, Z or a zone name; default: the job's zone).",
+)
 @click.option("--stop-running", is_flag=True, help="Also stop a run in progress (it ends at a safe point).")
 @click.option("--reason", default=None, help="Why, for the record.")
 @json_option
 @common_options
 @handle_errors
-def pause_cmd(jobs: tuple[str, ...], all_jobs: bool, stop_running: bool, reason: str | None, as_json: bool) -> None:
-    """Pause JOB(s): disable and stop the timer. Survives reboots and daemon-reloads."""
-    from memsched.ops.control import pause
+def pause_cmd(
+    jobs: tuple[str, ...], all_jobs: bool, for_text: str | None, until_text: str | None, stop_running: bool, reason: str | None, as_json: bool
+) -> None:
+    """Pause JOB(s): stop the timer. Survives reboots and daemon-reloads.
+
+    Without --for/--until the timer is disabled until `memsched resume`. With
+    --for or --until the pause ends by itself at that instant (also after a
+    reboot or manager restart) and resumes as `memsched resume` does; slots
+    before it do not run. `memsched resume` ends it early.
+    """
+    from memsched.ops.pause import pause
 
     ctx = app()
+    names = _jobs_argument(jobs, all_jobs, "pause")
     if ctx.endpoint:
         from memsched.cli.remote import refuse, remote_pause_resume
 
-        if stop_running or reason:
-            refuse("--stop-running" if stop_running else "--reason")
-        return remote_pause_resume(ctx.endpoint, "pause", _jobs_argument(jobs, all_jobs, "pause"), as_json)
-    results = pause(ctx.config(), ctx.scope, _jobs_argument(jobs, all_jobs, "pause"), stop_running=stop_running, reason=reason)
+        if stop_running or reason or for_text or until_text:
+            refuse("--stop-running" if stop_running else "--reason" if reason else "--for" if for_text else "--until")
+        return remote_pause_resume(ctx.endpoint, "pause", names, as_json)
+    results = pause(ctx.config(), ctx.scope, names, stop_running=stop_running, reason=reason, for_text=for_text, until_text=until_text)
     if as_json:
-        echo_json([{"job": r.job, "was_paused": r.was_paused, "stopped_running": r.stopped_running} for r in results])
+        echo_json(
+            [
+                {
+                    "job": r.job,
+                    "was_paused": r.was_paused,
+                    "stopped_running": r.stopped_running,
+                    "paused_until": iso_or_none(r.until_ms),
+                    "paused_until_ms": r.until_ms,
+                    "resume_unit": r.resume_unit,
+                }
+                for r in results
+            ]
+        )
         return
     for r in results:
         extra = f"; stopped {', '.join(r.stopped_running)}" if r.stopped_running else ""
-        click.echo(f"{r.job}: {'still ' if r.was_paused else ''}paused{extra}")
+        until = f" until {format_time(r.until_ms, True)} (resumes by itself)" if r.until_ms else ""
+        click.echo(f"{r.job}: {'still ' if r.was_paused else ''}paused{until}{extra}")
+
+
+def iso_or_none(ms: int | None) -> str | None:
+    from memsched.ops.status import iso_ms
+
+    return iso_ms(ms) if ms else None
 
 
 @click.command("resume")
 @click.argument("jobs", nargs=-1, shell_complete=complete_jobs)
 @click.option("--all", "all_jobs", is_flag=True, help="Resume every enabled job.")
 @click.option("--skip-missed", is_flag=True, help="Do not catch up a slot missed while paused.")
+@click.option("--due", is_flag=True, hidden=True, help="Only jobs whose timed pause has ended (what the resume timer runs).")
 @json_option
 @common_options
 @handle_errors
-def resume_cmd(jobs: tuple[str, ...], all_jobs: bool, skip_missed: bool, as_json: bool) -> None:
-    """Resume JOB(s): enable and start the timer; say whether a missed slot is caught up."""
-    from memsched.ops.control import resume
+def resume_cmd(jobs: tuple[str, ...], all_jobs: bool, skip_missed: bool, due: bool, as_json: bool) -> None:
+    """Resume JOB(s): enable and start the timer (ending a timed pause early); say whether a missed slot is caught up."""
+    from memsched.ops.pause import resume
 
     ctx = app()
     if ctx.endpoint:
         from memsched.cli.remote import refuse, remote_pause_resume
 
-        if skip_missed:
-            refuse("--skip-missed")
+        if skip_missed or due:
+            refuse("--skip-missed" if skip_missed else "--due")
         return remote_pause_resume(ctx.endpoint, "resume", _jobs_argument(jobs, all_jobs, "resume"), as_json)
-    results = resume(ctx.config(), ctx.scope, _jobs_argument(jobs, all_jobs, "resume"), skip_missed=skip_missed)
+    results = resume(ctx.config(), ctx.scope, _jobs_argument(jobs, all_jobs, "resume"), skip_missed=skip_missed, due=due)
     if as_json:
         echo_json(
             [
-                {"job": r.job, "was_paused": r.was_paused, "missed_slot": r.missed_slot.isoformat() if r.missed_slot else None, "catch_up": r.catch_up}
+                {
+                    "job": r.job,
+                    "was_paused": r.was_paused,
+                    "missed_slot": r.missed_slot.isoformat() if r.missed_slot else None,
+                    "catch_up": r.catch_up,
+                    "paused_until": iso_or_none(r.until_ms),
+                    "cancelled_timed_resume": r.cancelled_timer,
+                }
                 for r in results
             ]
         )
@@ -145,7 +193,74 @@ def resume_cmd(jobs: tuple[str, ...], all_jobs: bool, skip_missed: bool, as_json
             note = f"the slot missed at {r.missed_slot:%Y-%m-%d %H:%M:%S}Z is caught up now (Persistent=)"
         else:
             note = f"the slot missed at {r.missed_slot:%Y-%m-%d %H:%M:%S}Z is not caught up"
-        click.echo(f"{r.job}: resumed{'' if r.was_paused else ' (was not paused)'}; {note}")
+        timed = ""
+        if r.until_ms and due:
+            timed = f" (its pause ended at {format_time(r.until_ms, True)})"
+        elif r.until_ms:
+            timed = f" (before its pause's end at {format_time(r.until_ms, True)}; that timed resume is cancelled)"
+        click.echo(f"{r.job}: resumed{'' if r.was_paused else ' (was not paused)'}{timed}; {note}")
+
+
+@click.command("skip")
+@click.argument("jobs", nargs=-1, shell_complete=complete_jobs)
+@click.option("--all", "all_jobs", is_flag=True, help="Every enabled job.")
+@click.option("--next", "next_n", type=int, metavar="N", default=None, help="Skip the next N slots (1 to 1000).")
+@click.option(
+    "--until", "until_text", metavar="TIME", default=None,
+    help="Skip every slot before this instant (ISO 8601, with an offset, Z or a zone name; default: the job's zone).",
+)
+@click.option("--cancel", is_flag=True, help="Forget the job's skip request: its next slots run.")
+@click.option("--reason", default=None, help="Why, for the record.")
+@json_option
+@common_options
+@handle_errors
+def skip_cmd(
+    jobs: tuple[str, ...], all_jobs: bool, next_n: int | None, until_text: str | None, cancel: bool, reason: str | None, as_json: bool
+) -> None:
+    """Skip JOB(s)' next N slots (--next N) or every slot before TIME (--until TIME); the timer stays enabled.
+
+    Each slot skipped is recorded (history: skipped, reason code manual-skip,
+    who asked); `status` and `next` show what is skipped. A new request
+    replaces the job's earlier one; --cancel forgets it. Manual runs still run.
+    """
+    from memsched.ops.skip import cancel_skip, skip
+
+    ctx = app()
+    names = _jobs_argument(jobs, all_jobs, "skip")
+    if cancel:
+        if next_n is not None or until_text is not None:
+            usage_fail("--cancel takes no --next or --until")
+        cancelled = cancel_skip(ctx.config(), ctx.scope, names)
+        if as_json:
+            echo_json([{"job": job, "cancelled": window is not None} for job, window in cancelled])
+            return
+        for job, window in cancelled:
+            click.echo(f"{job}: {'skip request cancelled' if window else 'had no skip request'}; its next slots run")
+        return
+    results = skip(ctx.config(), ctx.scope, names, next_n=next_n, until_text=until_text, reason=reason)
+    if as_json:
+        echo_json(
+            [
+                {
+                    "job": r.job,
+                    "next_n": r.window.next_n,
+                    "through": iso_or_none(r.window.through_ms),
+                    "through_ms": r.window.through_ms,
+                    "asked_by": r.window.actor,
+                    "slots": [iso_or_none(ms) for ms in r.slots_ms],
+                    "slots_ms": r.slots_ms,
+                    "more_slots": r.more,
+                    "replaced": r.replaced is not None,
+                }
+                for r in results
+            ]
+        )
+        return
+    for r in results:
+        what = f"the next {r.window.next_n} slot(s)" if r.window.next_n else f"every slot before {format_time(r.window.through_ms + 1, True)}"
+        listed = ", ".join(format_time(ms, True) for ms in r.slots_ms[:5]) or "none in that time"
+        more = ", ..." if r.more or len(r.slots_ms) > 5 else ""
+        click.echo(f"{r.job}: skipping {what}: {listed}{more}{' (replaces the earlier request)' if r.replaced else ''}")
 
 
 @click.command("run")

@@ -42,6 +42,16 @@ def _parse_after(text: str | None, tz: str) -> datetime | None:
     return when.astimezone(timezone.utc)
 
 
+def _not_run_marks(job: str, times: list[datetime]) -> dict[datetime, str]:
+    """Why each of the job's instants will not run (a pause, `memsched skip`); instants that run are left out."""
+    from memsched.ops.skip import requests_of, slot_mark
+
+    ctx = app()
+    pause, window = requests_of(ctx.config(), ctx.scope, job)
+    marks = {t: slot_mark(int(t.timestamp() * 1000), pause, window) for t in times}
+    return {t: m for t, m in marks.items() if m}
+
+
 @click.command("next")
 @click.argument("job", required=False, shell_complete=complete_jobs)
 @click.option("--cron", "cron", metavar="EXPR", help="A cron expression instead of a configured JOB.")
@@ -56,7 +66,8 @@ def next_cmd(job: str | None, cron: str | None, tz: str | None, count: int, afte
 
     Each time is checked against croniter. At daylight-saving transitions the two
     differ by design and the row says why; any other difference is a bug: it is
-    printed and the exit status is 1.
+    printed and the exit status is 1. For a JOB, the NOTE column marks the
+    instants that will not run (paused, or skipped with `memsched skip`).
     """
     if (job is None) == (cron is None):
         usage_fail("give either a JOB or --cron EXPR")
@@ -68,6 +79,7 @@ def next_cmd(job: str | None, cron: str | None, tz: str | None, count: int, afte
     else:
         expression, zone = cron, schedule.check_timezone(tz or "UTC")
     prediction = schedule.next_fire_times(expression, zone, count, _parse_after(after, zone))
+    marks = _not_run_marks(job, [t.at for t in prediction.times]) if job is not None else {}
     if as_json:
         echo_json(
             {
@@ -85,6 +97,7 @@ def next_cmd(job: str | None, cron: str | None, tz: str | None, count: int, afte
                         "croniter": t.croniter,
                         "dst": t.dst,
                         "note": t.note,
+                        "not_run": marks.get(t.at),
                     }
                     for t in prediction.times
                 ],
@@ -104,6 +117,8 @@ def next_cmd(job: str | None, cron: str | None, tz: str | None, count: int, afte
                 note = f"DST {t.dst}: {t.note}"
             elif t.note:
                 note = f"DISAGREEMENT: {t.note}"
+            if marks.get(t.at):
+                note = f"{note}; NOT RUN: {marks[t.at]}" if note else f"NOT RUN: {marks[t.at]}"
             rows.append([marker, f"{t.at:%Y-%m-%d %H:%M:%S}Z", f"{local:%a %Y-%m-%d %H:%M:%S %Z}", note])
         echo_table(["#", "UTC", f"LOCAL ({zone})", "NOTE"], rows)
         if not prediction.checked:

@@ -248,7 +248,7 @@ class FacadeService:
 
     def pause_job(self, request: pb.PauseJobRequest, peer: Peer | None) -> pb.PauseJobResponse:
         """Pause one job; failures (unknown job included) answer success=false with the error, as the original did."""
-        from memsched.ops.control import pause
+        from memsched.ops.pause import pause
 
         name = check_job_name(request.job_name)
         try:
@@ -259,7 +259,7 @@ class FacadeService:
 
     def resume_job(self, request: pb.ResumeJobRequest, peer: Peer | None) -> pb.ResumeJobResponse:
         """Resume one job; failures answer success=false with the error, as the original did."""
-        from memsched.ops.control import resume
+        from memsched.ops.pause import resume
 
         name = check_job_name(request.job_name)
         try:

@@ -145,6 +145,8 @@ def execute(config: Config, job: JobConfig, scope: str, instance: str | None = N
     signal.signal(signal.SIGTERM, lambda *_: control.request_stop())
     signal.signal(signal.SIGINT, lambda *_: control.request_stop())
     with open_registry(config, scope) as registry:
+        if trigger == "timer" and instance is None and _skip_requested(registry, job, trigger_ms):
+            return EXIT_SUCCESS  # a paused or skipped slot: recorded as skipped, not a run
         if job.overlap != "concurrent":
             registry.close_dead_runs(job.name)
         run_id = registry.start_run(
@@ -180,6 +182,13 @@ def execute(config: Config, job: JobConfig, scope: str, instance: str | None = N
         log.line(message, PRIORITY_INFO if result.ok or result.interrupted else PRIORITY_ERR)
         control.status(f"{outcome}")
     return code
+
+
+def _skip_requested(registry: Registry, job: JobConfig, trigger_ms: int | None) -> bool:
+    """Whether a timed pause or `memsched skip` covers this timer start's slot (see memsched.jobs.slotgate)."""
+    from memsched.jobs.slotgate import skip_requested
+
+    return skip_requested(registry, job, trigger_ms, JobLog(job.name))
 
 
 def _write_metrics(config: Config, registry: Registry, log: JobLog) -> None:
@@ -364,11 +373,16 @@ def gate(config: Config, job: JobConfig, scope: str) -> int:
     return GATE_SKIP
 
 
-def spawn(job: JobConfig, scope: str) -> int:
+def spawn(config: Config, job: JobConfig, scope: str) -> int:
     """Start one instance of a concurrent job's template unit and return at once (overlap = concurrent)."""
     from memsched.systemd.manager import ManagerClient
     from memsched.systemd.names import new_instance_name
 
+    with open_registry(config, scope) as registry:
+        if registry.has_slot_requests(job.name):  # asked first: the timer is read only when a skip or timed pause exists
+            trigger, trigger_ms = trigger_of_start(job, scope, now_ms())
+            if trigger == "timer" and _skip_requested(registry, job, trigger_ms):
+                return EXIT_SUCCESS
     unit = new_instance_name(job.name, "t")
     with ManagerClient(scope) as manager:
         manager.start(unit, "fail")

@@ -12,7 +12,7 @@ from typing import Any
 from memsched.config.load import Config, JobConfig
 from memsched.errors import ManagerUnavailable, UnknownJobError
 from memsched.late import Lateness, grace_ms, lateness
-from memsched.registry import JobCounts, PauseRecord, Registry, RunRecord, now_ms, open_registry
+from memsched.registry import JobCounts, PauseRecord, Registry, RunRecord, SkipWindow, now_ms, open_registry
 from memsched.systemd.names import instance_pattern, service_name, timer_name
 from memsched.systemd.manager import TIMER_IFACE, USEC_INFINITY, ManagerClient
 
@@ -46,10 +46,16 @@ class JobStatus:
     service_active_state: str = ""
     running_instances: list[str] = field(default_factory=list)
     lateness: Lateness | None = None  # memsched.late: late by the same definition as the MemschedJobLate rule
+    skip_window: SkipWindow | None = None  # a `memsched skip` request not yet over
 
     @property
     def late(self) -> bool:
         return bool(self.lateness and self.lateness.late)
+
+    @property
+    def paused_until_ms(self) -> int | None:
+        """When a timed pause ends by itself (None: not paused, or paused until resumed)."""
+        return self.pause.until_ms if self.pause is not None else None
 
     @property
     def last_run_ms(self) -> int:
@@ -101,8 +107,17 @@ def job_status(
     last_run: RunRecord | None,
     last_skip: RunRecord | None,
     pause: PauseRecord | None,
+    skip_window: SkipWindow | None = None,
 ) -> JobStatus:
-    """Combine systemd's and the registry's knowledge of one job."""
+    """Combine systemd's and the registry's knowledge of one job.
+
+    A timed pause whose end has passed, and a skip request whose last slot has passed, count as over.
+    """
+    now = now_ms()
+    if pause is not None and not pause.active(now):
+        pause = None
+    if skip_window is not None and skip_window.through_ms < now:
+        skip_window = None
     timer_props = timer_props or {}
     service_props = service_props or {}
     installed = timer_props.get("LoadState") == "loaded"
@@ -144,6 +159,7 @@ def job_status(
         timer_enabled=str(timer_props.get("UnitFileState", "")),
         service_active_state=service_state,
         running_instances=instances,
+        skip_window=skip_window,
     )
 
 
@@ -184,6 +200,7 @@ def read_status(
         pauses = registry.pauses()
         successes = registry.last_successes()
         first_known = registry.first_known()
+        windows = registry.skip_windows()
     finally:
         if own:
             registry.close()
@@ -219,6 +236,7 @@ def read_status(
             last_runs.get(job.name),
             last_skips.get(job.name),
             pauses.get(job.name),
+            windows.get(job.name),
         ))
         for job in jobs
     ]
@@ -270,9 +288,26 @@ def job_status_dict(status: JobStatus) -> dict[str, Any]:
         "last_skip_reason": status.last_skip.reason if status.last_skip else None,
         "paused_by": status.pause.paused_by if status.pause else None,
         "paused_at": iso_ms(status.pause.paused_ms) if status.pause else None,
+        "paused_until": iso_ms(status.paused_until_ms or 0),
+        "paused_until_ms": status.paused_until_ms,
+        "skip": skip_window_dict(status.skip_window),
         "running_instances": status.running_instances,
         "late": status.late,
         "expected_interval_ms": status.lateness.interval_ms if status.lateness else None,
         "late_after_ms": status.lateness.late_after_ms if status.lateness else None,
         "late_at": iso_ms(status.lateness.deadline_ms or 0) if status.lateness else None,
+    }
+
+
+def skip_window_dict(window: SkipWindow | None) -> dict[str, Any] | None:
+    """Return a skip request as JSON-ready data (None for none): what it covers and who asked."""
+    if window is None:
+        return None
+    return {
+        "next_n": window.next_n,
+        "through": iso_ms(window.through_ms),
+        "through_ms": window.through_ms,
+        "asked_at": iso_ms(window.asked_ms),
+        "asked_by": window.actor,
+        "reason": window.reason,
     }

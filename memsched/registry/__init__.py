@@ -36,6 +36,10 @@ The API for slot records, which alerting and timed skips build on:
   :meth:`Registry.expect_refire` / :meth:`Registry.take_refire` (the start
   systemd < 257 makes right after a long run, which ``overlap = "skip"`` refuses).
 
+Timed pauses (``pauses.until_ms``) and skip windows (table ``skip_windows``,
+:mod:`memsched.registry.windows`): slots a person asked not to run, checked
+by every timer start (:meth:`Registry.decide_slot`).
+
 Run requests (table ``run_requests``): a manual run asked through memsched
 (`memsched run`, gRPC RunJob) is a request first; the run that serves it claims
 it (:meth:`Registry.claim_requests`), or it is refused with a reason
@@ -55,18 +59,19 @@ import sqlite3
 from memsched.errors import MemschedError
 from memsched.statefile import ensure_directory, prepare_database
 from memsched.proc import pid_alive
-from memsched.registry.records import InstalledUnit, JobCounts, PauseRecord, RunRecord, RunRequest, SlotState
+from memsched.registry.records import InstalledUnit, JobCounts, PauseRecord, RunRecord, RunRequest, SkipWindow, SlotState
 from memsched.registry.schema import MIGRATIONS, LOST_CODES, NOT_RUNS, REQUEST_STATES, RESULTS, SKIP_CODES
 from memsched.registry.slots import SlotsMixin
+from memsched.registry.windows import WindowsMixin
 from memsched.registry.times import now_ms
 
 __all__ = [
     "InstalledUnit", "JobCounts", "LOST_CODES", "NOT_RUNS", "PauseRecord", "REQUEST_STATES", "RESULTS", "Registry",
-    "RunRecord", "RunRequest", "SKIP_CODES", "SlotState", "now_ms", "open_registry", "registry_location",
+    "RunRecord", "RunRequest", "SKIP_CODES", "SkipWindow", "SlotState", "now_ms", "open_registry", "registry_location",
 ]
 
 
-class Registry(SlotsMixin):
+class Registry(SlotsMixin, WindowsMixin):
     """Handle on the registry database. Construction does no I/O; call :meth:`open`."""
 
     def __init__(self, path: object, busy_timeout_ms: int = 15_000):
@@ -293,21 +298,39 @@ class Registry(SlotsMixin):
 
     # ------------------------------------------------------------ pauses
 
-    def pause(self, job: str, paused_by: str, reason: str | None = None) -> PauseRecord:
+    def pause(self, job: str, paused_by: str, reason: str | None = None, until_ms: int | None = None) -> PauseRecord:
+        """Record the job's pause (replacing an earlier one); ``until_ms`` makes it a timed pause. Returns the record."""
         at = now_ms()
         self.db.execute(
-            "INSERT INTO pauses (job, paused_ms, paused_by, reason) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(job) DO UPDATE SET paused_ms = excluded.paused_ms, paused_by = excluded.paused_by, reason = excluded.reason",
-            (job, at, paused_by, reason),
+            "INSERT INTO pauses (job, paused_ms, paused_by, reason, until_ms) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT(job) DO UPDATE SET paused_ms = excluded.paused_ms, paused_by = excluded.paused_by, "
+            "reason = excluded.reason, until_ms = excluded.until_ms",
+            (job, at, paused_by, reason, until_ms),
         )
-        return PauseRecord(job, at, paused_by, reason)
+        return PauseRecord(job, at, paused_by, reason, until_ms)
 
     def resume(self, job: str) -> bool:
         """Forget the job's pause; return whether it was paused."""
         return self.db.execute("DELETE FROM pauses WHERE job = ?", (job,)).rowcount > 0
 
     def pauses(self) -> dict[str, PauseRecord]:
-        return {r["job"]: PauseRecord(r["job"], r["paused_ms"], r["paused_by"], r["reason"]) for r in self.db.execute("SELECT * FROM pauses")}
+        """Return every recorded pause by job (a timed pause whose end has passed included: see :meth:`PauseRecord.active`)."""
+        return {
+            r["job"]: PauseRecord(r["job"], r["paused_ms"], r["paused_by"], r["reason"], r["until_ms"])
+            for r in self.db.execute("SELECT * FROM pauses")
+        }
+
+    def end_timed_pause(self, job: str, at_ms: int) -> PauseRecord | None:
+        """Forget the job's timed pause if it has ended by ``at_ms``; return the record forgotten (None: none ended).
+
+        Atomic: of two processes ending the same pause, one gets the record.
+        """
+        with self.transaction():
+            row = self.db.execute("SELECT * FROM pauses WHERE job = ? AND until_ms IS NOT NULL AND until_ms <= ?", (job, at_ms)).fetchone()
+            if row is None:
+                return None
+            self.db.execute("DELETE FROM pauses WHERE job = ?", (job,))
+        return PauseRecord(row["job"], row["paused_ms"], row["paused_by"], row["reason"], row["until_ms"])
 
     # ------------------------------------------------------------ installed units
 

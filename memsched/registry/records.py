@@ -81,10 +81,34 @@ class JobCounts(_Record):
 
 
 class PauseRecord(_Record):
-    __slots__ = ("job", "paused_ms", "paused_by", "reason")
+    """A job's pause: who paused it, when, why; ``until_ms`` is when a timed pause ends by itself (None: until resumed)."""
+
+    __slots__ = ("job", "paused_ms", "paused_by", "reason", "until_ms")
+    _defaults = {"until_ms": None}
     job: str
     paused_ms: int
     paused_by: str
+    reason: str | None
+    until_ms: int | None
+
+    def active(self, at_ms: int) -> bool:
+        """Return whether the job is paused at ``at_ms`` (a timed pause has ended at its ``until_ms``)."""
+        return self.until_ms is None or at_ms < self.until_ms
+
+
+class SkipWindow(_Record):
+    """A manual skip: every slot of ``job`` after ``asked_ms`` and at or before ``through_ms`` does not run.
+
+    ``next_n`` is N when it was asked as "the next N slots" (``through_ms`` is then the Nth slot), else None.
+    """
+
+    __slots__ = ("job", "asked_ms", "through_ms", "next_n", "actor", "reason")
+    _defaults = {"next_n": None, "reason": None}
+    job: str
+    asked_ms: int
+    through_ms: int
+    next_n: int | None
+    actor: str
     reason: str | None
 
 

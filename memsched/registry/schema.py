@@ -83,4 +83,16 @@ MIGRATIONS = [
         refire_before_ms INTEGER
     );
     """,
+    # 3: timed pauses (resume by themselves at until_ms) and skip windows (slots at or before through_ms do not run).
+    """
+    ALTER TABLE pauses ADD COLUMN until_ms INTEGER;
+    CREATE TABLE skip_windows (
+        job TEXT PRIMARY KEY,
+        asked_ms INTEGER NOT NULL,
+        through_ms INTEGER NOT NULL,
+        next_n INTEGER,
+        actor TEXT NOT NULL,
+        reason TEXT
+    );
+    """,
 ]

@@ -39,7 +39,15 @@ def new_instance_name(job: str, origin: str) -> str:
 
 def job_of_unit(name: str) -> str | None:
     """Return the job a memsched unit name belongs to, or None."""
-    if not name.startswith(UNIT_PREFIX) or name.startswith(UNIT_PREFIX + "failure@"):
+    if not name.startswith(UNIT_PREFIX) or name.startswith((UNIT_PREFIX + "failure@", UNIT_PREFIX + "resume.")):
         return None
     stem = name[len(UNIT_PREFIX) :].rsplit(".", 1)[0]
     return stem.split("@", 1)[0] or None
+
+
+def resume_unit_stem(job: str) -> str:
+    """The transient units that end a timed pause: ``memsched-resume.<job>.timer`` / ``.service``.
+
+    A dot cannot be in a job name, so these never clash with a job's own units.
+    """
+    return f"{UNIT_PREFIX}resume.{job}"
