@@ -82,9 +82,7 @@ def render(registry: Registry, jobs: Sequence[JobConfig | str], config: Config |
     last = registry.last_runs()
     successes = registry.last_successes()
     first = registry.first_known()
-    from memsched.registry import now_ms
-
-    pauses = {name: p for name, p in registry.pauses().items() if p.active(now_ms())}  # a timed pause that ended is over
+    pauses = {name: p for name, p in registry.pauses().items() if p.active(now)}  # a timed pause that ended is over
     samples: dict[str, list[str]] = {name: [] for name in _HELP}
 
     def add(name: str, labels: str, value: object) -> None:
