@@ -122,3 +122,20 @@ def test_pause_and_resume_rewrite_the_metrics(systemd: SystemdTestEnv) -> None:
     values = metrics(textfile)
     assert values[("memsched_job_paused", nightly)] == 0
     assert ("memsched_job_paused_since_timestamp_seconds", nightly) not in values
+
+
+def test_install_units_writes_the_metrics_so_a_job_that_never_runs_is_seen(systemd: SystemdTestEnv) -> None:
+    textfile = systemd.tmp / "collector" / "memsched.prom"
+    config = write_config(
+        systemd.tmp, {"nightly": command_job(["/bin/true"], cron="0 3 * * *")}, extra={"metrics": {"textfile": str(textfile)}}
+    )
+    report = install(systemd, config)
+    values = metrics(textfile)
+    nightly = (("job_name", "nightly"),)
+    db = sqlite3.connect(systemd.tmp / "registry.db")
+    (installed,) = db.execute("SELECT MIN(installed_ms) FROM installed_units WHERE job = 'nightly'").fetchone()
+    db.close()
+    assert values[("memsched_job_tracked_since_timestamp_seconds", nightly)] == installed / 1000
+    assert values[("memsched_job_expected_interval_seconds", nightly)] == 86_400
+    assert values[("memsched_job_runs_total", nightly)] == 0
+    assert not [n for n in report.get("notes", []) if "metrics" in n]

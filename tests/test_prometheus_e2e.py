@@ -179,3 +179,39 @@ def test_a_failing_and_a_late_job_fire_in_prometheus_and_resolve_after_good_runs
     wait_for(lambda: not any(a[0] == "MemschedJobLate" for a in stack.alerts()), 60, "MemschedJobLate to resolve", interval=0.5)
     assert systemd.memsched("resume", "held", "--config", str(config)).returncode == 0
     wait_for(lambda: not stack.alerts(), 60, "MemschedJobPausedTooLong to resolve", interval=0.5)
+
+
+def test_lost_and_skipped_slots_and_a_stale_file_fire_in_prometheus(systemd: SystemdTestEnv, stack: Stack) -> None:
+    jobs = {
+        # Per second, but systemd refuses all starts after two an hour: the slots are lost (start-limit).
+        "limited": command_job(["/bin/true"], timeout="2s"),
+        # Per second, each run takes 3 s: overlap = skip skips the slots in between.
+        "slow": command_job(["/bin/sleep", "3"], timeout="5s", overlap="skip"),
+    }
+    textfile = stack.textfile_dir / "memsched.prom"
+    config = write_config(
+        systemd.tmp, jobs,
+        extra={"metrics": {"textfile": str(textfile)}, "alerts": {"late_grace": "3s", "lost_slots": 0, "skipped_slots": 0}},
+    )
+    dropin = systemd.unit_dir / "memsched-limited.service.d"
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "limit.conf").write_text("[Unit]\nStartLimitIntervalSec=1h\nStartLimitBurst=2\n")
+    install(systemd, config)
+    wait_for(lambda: ("MemschedJobLostSlots", "limited", "firing") in stack.alerts(), 90, "MemschedJobLostSlots for limited", interval=0.5)
+    wait_for(lambda: ("MemschedJobSkippedSlots", "slow", "firing") in stack.alerts(), 90, "MemschedJobSkippedSlots for slow", interval=0.5)
+    assert not {a for a in stack.alerts() if a[1] != "limited" and a[0] != "MemschedJobSkippedSlots"}, "slow is on time"
+
+    # memsched stops running its jobs: nothing rewrites the file; stale after the longest late_after (slow's: 1 s + 1 ms + 5 s + 3 s).
+    (stale_after,) = stack.query("memsched_textfile_stale_after_seconds")
+    assert float(stale_after["value"][1]) == pytest.approx(9.001)
+    for timer in ("memsched-limited.timer", "memsched-slow.timer"):
+        systemd.systemctl("stop", timer)
+    wait_for(lambda: ("MemschedMetricsStale", "", "firing") in stack.alerts(), 90, "MemschedMetricsStale", interval=0.5)
+    assert ("MemschedJobLate", "slow", "firing") in stack.alerts()
+
+    # slow runs again: the file is fresh, slow on time.
+    systemd.systemctl("start", "memsched-slow.timer")
+    wait_for(
+        lambda: not {a for a in stack.alerts() if a[0] == "MemschedMetricsStale" or a[:2] == ("MemschedJobLate", "slow")},
+        90, "MemschedMetricsStale and slow's lateness to resolve", interval=0.5,
+    )

@@ -156,6 +156,10 @@ def install(
                     _ensure_system_user(report)
                 paused = set(registry.pauses())
                 _apply(plan, report, registry, manager, config, enable, paused, str(config.source) if config.source else None)
+            from memsched.metrics import update_textfile
+
+            # The metrics exist from the install on: a job that never runs is seen late, not missing.
+            update_textfile(config, registry, report.notes.append)
             if scope == "user":
                 _linger_note(report)
             return report
