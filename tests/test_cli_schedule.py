@@ -69,6 +69,42 @@ def test_next_marks_and_explains_dst_instants() -> None:
     assert data["disagreements"] == 0
 
 
+def test_next_marks_a_repeated_wall_time_when_after_falls_inside_a_fold() -> None:
+    # Berlin falls back at 01:00Z on 2027-10-31 (03:00 CEST -> 02:00 CET). From 01:15Z, inside the
+    # second pass, systemd lists 02:30 CET: a wall time that already happened at 00:30Z (02:30 CEST).
+    proc = run("next", "--cron", "*/30 * * * *", "--tz", "Europe/Berlin", "--after", "2027-10-31T01:15Z", "-n", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    first = data["times"][0]
+    assert (first["at"], first["systemd"], first["dst"]) == ("2027-10-31T01:30:00+00:00", True, "fold")
+    assert "02:30:00" in first["note"] and "00:30:00Z" in first["note"] and "already" in first["note"]
+    assert [t["dst"] for t in data["times"][1:]] == [None, None] and data["disagreements"] == 0
+    text = run("next", "--cron", "*/30 * * * *", "--tz", "Europe/Berlin", "--after", "2027-10-31T01:15Z", "-n", "3")
+    (row,) = [line for line in text.stdout.splitlines() if line.startswith("1 ")]
+    assert "DST fold" in row and "00:30:00Z" in row
+    # From before the fold the first pass is listed and the repeat is not: nothing to mark there.
+    before = json.loads(run("next", "--cron", "*/30 * * * *", "--tz", "Europe/Berlin", "--after", "2027-10-31T00:15Z", "-n", "3", "--json").stdout)
+    assert [t["at"][11:16] for t in before["times"] if t["systemd"]] == ["00:30", "02:00", "02:30"]
+
+
+def test_next_marks_a_wall_time_that_a_gap_removes() -> None:
+    # Berlin springs forward at 01:00Z on 2027-03-28 (02:00 CET -> 03:00 CEST): 02:00 does not exist.
+    proc = run("next", "--cron", "0 1-3 * * *", "--tz", "Europe/Berlin", "--after", "2027-03-27T23:00Z", "-n", "3", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert [t["at"] for t in data["times"] if t["systemd"]] == [
+        "2027-03-28T00:00:00+00:00", "2027-03-28T01:00:00+00:00", "2027-03-28T23:00:00+00:00",
+    ]
+    (gap,) = [t for t in data["times"] if t["dst"] == "gap"]
+    assert gap["systemd"] is False and gap["wall"] == "2027-03-28T02:00:00"
+    assert "02:00:00" in gap["note"] and "does not exist" in gap["note"] and "systemd skips it" in gap["note"]
+    assert data["disagreements"] == 0
+    text = run("next", "--cron", "0 1-3 * * *", "--tz", "Europe/Berlin", "--after", "2027-03-27T23:00Z", "-n", "3")
+    (row,) = [line for line in text.stdout.splitlines() if "DST gap" in line]
+    assert row.startswith("-") and "02:00:00" in row
+    assert sum(1 for line in text.stdout.splitlines()[1:] if line[0].isdigit()) == 3
+
+
 def test_next_without_croniter_support_says_so() -> None:
     proc = run("next", "--cron", "0 0 LW * *", "-n", "2")
     assert proc.returncode == 0

@@ -67,7 +67,10 @@ def next_cmd(job: str | None, cron: str | None, tz: str | None, count: int, afte
     Each time is checked against croniter. At daylight-saving transitions the two
     differ by design and the row says why; any other difference is a bug: it is
     printed and the exit status is 1. For a JOB, the NOTE column marks the
-    instants that will not run (paused, or skipped with `memsched skip`).
+    instants that will not run (paused, or skipped with `memsched skip`). A wall
+    time a gap removes has a row of its own (marked -, not a run); a repeated wall
+    time listed because --after falls inside a fold is marked, naming when it first
+    happened.
     """
     if (job is None) == (cron is None):
         usage_fail("give either a JOB or --cron EXPR")
@@ -97,7 +100,8 @@ def next_cmd(job: str | None, cron: str | None, tz: str | None, count: int, afte
                         "croniter": t.croniter,
                         "dst": t.dst,
                         "note": t.note,
-                        "not_run": marks.get(t.at),
+                        "not_run": marks.get(t.at) if t.systemd else None,
+                        "wall": t.wall,
                     }
                     for t in prediction.times
                 ],
@@ -117,9 +121,10 @@ def next_cmd(job: str | None, cron: str | None, tz: str | None, count: int, afte
                 note = f"DST {t.dst}: {t.note}"
             elif t.note:
                 note = f"DISAGREEMENT: {t.note}"
-            if marks.get(t.at):
+            if t.systemd and marks.get(t.at):
                 note = f"{note}; NOT RUN: {marks[t.at]}" if note else f"NOT RUN: {marks[t.at]}"
-            rows.append([marker, f"{t.at:%Y-%m-%d %H:%M:%S}Z", f"{local:%a %Y-%m-%d %H:%M:%S %Z}", note])
+            shown = f"{local:%a} {t.wall.replace('T', ' ')} (none)" if t.wall else f"{local:%a %Y-%m-%d %H:%M:%S %Z}"
+            rows.append([marker, f"{t.at:%Y-%m-%d %H:%M:%S}Z", shown, note])
         echo_table(["#", "UTC", f"LOCAL ({zone})", "NOTE"], rows)
         if not prediction.checked:
             click.echo("(not checked against croniter: it cannot evaluate L-n or LW; times are systemd's)")

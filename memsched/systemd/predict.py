@@ -17,13 +17,14 @@ Any other difference is a bug in the translation and is reported as such.
 from __future__ import annotations
 
 import heapq
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
 from memsched.cron.calendar import to_on_calendar
+from memsched.cron.zones import Transition, transitions
 from memsched.cron.parse import DOW_NAMES, CronSpec, DaySpec, WeekdaySpec
 from memsched.systemd.analyze import calendar_next
 
@@ -40,6 +41,7 @@ class FireTime:
     croniter: bool | None  # None when croniter could not evaluate the expression
     dst: str | None = None  # "gap" or "fold" when the difference is the documented DST one
     note: str | None = None
+    wall: str | None = None  # the local wall time (ISO, naive) when ``at`` cannot show it: one a gap removes
 
     @property
     def disagreement(self) -> bool:
@@ -213,4 +215,78 @@ def predict(spec: CronSpec, tz: str, after: datetime, count: int) -> Prediction:
             else:
                 note = "croniter fires here, systemd does not" if in_cron else "systemd fires here, croniter does not"
         prediction.times.append(FireTime(at, in_sd, in_cron, dst, note))
+    _mark_transitions(prediction, spec, tz, after, limit)
     return prediction
+
+
+def _mark_transitions(prediction: Prediction, spec: CronSpec, tz: str, after: datetime, limit: datetime | None) -> None:
+    """Mark what the two engines agree on but a reader would miss, at each DST change in the listed span.
+
+    * fold: with ``after`` inside the repeated hour, systemd lists the second occurrence of a
+      wall time whose first occurrence already passed (a timer running through the fold
+      never runs it twice): such a time is marked, naming the first occurrence.
+    * gap: a wall time the gap removes is listed (not run) when cron's run after the jump
+      coincides with another slot, so that neither engine shows it.
+    """
+    listed = [t.at for t in prediction.times if t.systemd]
+    end = limit or (max(listed) if listed else after + timedelta(days=1))
+    if not listed or end <= after:
+        return
+    zone = ZoneInfo(tz)
+    naive_lines = to_on_calendar(spec, "UTC")  # the wall times the expression names, without a zone
+    for tr in transitions(tz, after - timedelta(hours=3), end):
+        window_start, window_end = tr.wall_window()
+        base = window_start.replace(tzinfo=timezone.utc) - timedelta(seconds=1)
+        named = [w.replace(tzinfo=None) for w in calendar_next(naive_lines, base, 7200)]
+        named = [w for w in named if w < window_end]
+        if tr.kind == "fold":
+            _mark_repeats(prediction, named, zone, after)
+        else:
+            _add_removed(prediction, named, zone, tr, window_start, window_end, after, end, len(spec.hours) == 24)
+    prediction.times.sort(key=lambda t: (t.at, t.systemd))
+
+
+def _mark_repeats(prediction: Prediction, named: list[datetime], zone: ZoneInfo, after: datetime) -> None:
+    walls = set(named)
+    for i, t in enumerate(prediction.times):
+        local = t.at.astimezone(zone)
+        wall = local.replace(tzinfo=None)
+        if not t.systemd or t.dst or not local.fold or wall not in walls:
+            continue
+        first = wall.replace(tzinfo=zone, fold=0).astimezone(timezone.utc)
+        if first > after:
+            continue
+        first_local = first.astimezone(zone)
+        prediction.times[i] = replace(
+            t,
+            dst="fold",
+            note=(
+                f"{wall:%H:%M:%S} is repeated when the clocks fall back: it already happened at {first:%H:%M:%S}Z "
+                f"({first_local:%H:%M} {first_local.tzname()}); systemd lists it again only because the start "
+                f"time is inside the repeated hour (a timer running through the fold runs it once, at {first:%H:%M:%S}Z)"
+            ),
+        )
+
+
+def _add_removed(
+    prediction: Prediction, named: list[datetime], zone: ZoneInfo, tr: Transition, window_start: datetime,
+    window_end: datetime, after: datetime, end: datetime, every_hour: bool,
+) -> None:
+    if not after < tr.at <= end:
+        return
+    # croniter's own row for the jump (it runs the removed times then) says less than these: replaced
+    cron_row = [t for t in prediction.times if t.at == tr.at and not t.systemd and t.dst == "gap"]
+    for row in cron_row:
+        prediction.times.remove(row)
+    jumped = tr.at.astimezone(zone)
+    for wall in named:
+        note = (
+            f"{wall:%H:%M:%S} does not exist on {wall:%Y-%m-%d} (the clocks jump from {window_start:%H:%M} to "
+            f"{window_end:%H:%M} {jumped.tzname()}): systemd skips it; "
+            + (
+                "so does vixie cron, for a job that runs every hour"
+                if every_hour
+                else f"vixie cron runs it right after the jump, at {jumped:%H:%M:%S} {jumped.tzname()}"
+            )
+        )
+        prediction.times.append(FireTime(tr.at, False, True if prediction.checked else None, "gap", note, wall=wall.isoformat()))
