@@ -24,7 +24,7 @@ import errno
 import os
 import stat
 
-from memsched.errors import MemschedError
+from memsched.errors import MemschedError, PermissionDenied
 from memsched.locate import SYSTEM_STATE_DIR, SYSTEM_USER
 
 COMPANIONS = ("-wal", "-shm", "-journal")
@@ -73,7 +73,8 @@ def prepare_database(path: str) -> None:
     Does nothing unless running as root in a directory another user owns. Creates the
     database file (mode 0640) when missing, so SQLite never creates it as root.
     Raises :class:`UnsafeStateFile` for a symlink, a non-regular file or a file with
-    more than one link, and :class:`MemschedError` when the file cannot be handed over.
+    more than one link, :class:`PermissionDenied` when it may not be opened or handed over
+    (root without its capabilities), :class:`MemschedError` for other failures.
     """
     owner = _foreign_owner(os.path.dirname(os.path.abspath(path)))
     if owner is None:
@@ -98,6 +99,8 @@ def _hand_over(path: str, owner: tuple[int, int], create: bool) -> None:
         if exc.errno in (errno.ELOOP, errno.EEXIST):
             raise UnsafeStateFile(f"{path}: is a symbolic link in a directory owned by uid {uid}; "
                                   "root does not follow it (remove it, or run as that user)") from None
+        if exc.errno in (errno.EACCES, errno.EPERM):  # root without CAP_DAC_OVERRIDE, or a read-only mount
+            raise PermissionDenied(f"{path}: permission denied") from None
         raise MemschedError(f"{path}: cannot open to give it to uid {uid}: {exc.strerror}") from None
     try:
         info = os.fstat(fd)
@@ -107,6 +110,8 @@ def _hand_over(path: str, owner: tuple[int, int], create: bool) -> None:
         if (info.st_uid, info.st_gid) != (uid, gid) and info.st_uid in (0, uid):
             os.fchown(fd, uid, gid)
     except OSError as exc:
+        if exc.errno in (errno.EACCES, errno.EPERM):  # root without CAP_CHOWN
+            raise PermissionDenied(f"{path}: cannot give it to uid {uid}: permission denied") from None
         raise MemschedError(f"{path}: cannot give it to uid {uid}: {exc.strerror}") from None
     finally:
         os.close(fd)

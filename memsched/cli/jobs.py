@@ -13,7 +13,7 @@ from memsched.cli.reference import complete_jobs
 from memsched.cli.common import (
     app, common_options, echo_json, echo_table, format_duration, format_time, handle_errors, json_option, usage_fail,
 )
-from memsched.errors import EXIT_FAILURE
+from memsched.errors import EXIT_FAILURE, EXIT_PERMISSION
 
 utc_option = click.option("--utc", is_flag=True, help="Show times in UTC instead of local time.")
 
@@ -53,41 +53,44 @@ def status_cmd(jobs: tuple[str, ...], utc: bool, as_json: bool) -> None:
         from memsched.cli.remote import remote_status
 
         return remote_status(ctx.endpoint, list(jobs), utc, as_json)
-    status = read_status(ctx.config(), ctx.scope, list(jobs) or None, require_manager=True)
+    status = read_status(ctx.config(), ctx.scope, list(jobs) or None, require_manager=True, partial=True)
+    unread = status.registry_error is not None  # what the registry holds is unknown: "?", never a made-up 0
     if as_json:
+        listed = [job_status_dict(j, registry_known=not unread) for j in status.jobs]
         echo_json(
             {
                 "scheduler_running": status.scheduler_running,
                 "scope": status.scope,
                 "manager_version": status.manager_version,
-                "jobs": [job_status_dict(j) for j in status.jobs],
+                "registry_readable": not unread,
+                "jobs": listed,
             }
         )
-        return
-    rows = [
-        [
-            j.job_name,
-            j.state,
-            format_time(j.last_run_ms, utc),
-            j.last_result or "-",
-            format_duration(j.last_duration_ms) if j.last_run else "-",
-            format_time(j.next_run_ms, utc),
-            str(j.run_count),
-            str(j.error_count),
-            str(j.skip_count),
-            str(j.lost_count),
-            "late" if j.late else "-",
+    else:
+        rows = [
+            [
+                j.job_name,
+                j.state,
+                "?" if unread else format_time(j.last_run_ms, utc),
+                "?" if unread else j.last_result or "-",
+                "?" if unread else format_duration(j.last_duration_ms) if j.last_run else "-",
+                format_time(j.next_run_ms, utc),
+                *(["?"] * 4 if unread else [str(j.run_count), str(j.error_count), str(j.skip_count), str(j.lost_count)]),
+                "?" if unread else "late" if j.late else "-",
+            ]
+            for j in status.jobs
         ]
-        for j in status.jobs
-    ]
-    echo_table(["JOB", "STATE", "LAST RUN", "RESULT", "DURATION", "NEXT RUN", "RUNS", "ERRORS", "SKIPS", "LOST", "LATE"], rows)
-    for j in status.jobs:
-        if j.paused_until_ms:
-            click.echo(f"{j.job_name}: paused until {format_time(j.paused_until_ms, utc)} (resumes by itself), by {j.pause.paused_by}")  # type: ignore[union-attr]
-        if j.skip_window is not None:
-            w = j.skip_window
-            what = f"the next {w.next_n} slot(s) after {format_time(w.asked_ms, utc)}" if w.next_n else "every slot"
-            click.echo(f"{j.job_name}: skipping {what} through {format_time(w.through_ms, utc)}, asked by {w.actor}")
+        echo_table(["JOB", "STATE", "LAST RUN", "RESULT", "DURATION", "NEXT RUN", "RUNS", "ERRORS", "SKIPS", "LOST", "LATE"], rows)
+        for j in status.jobs:
+            if j.paused_until_ms:
+                click.echo(f"{j.job_name}: paused until {format_time(j.paused_until_ms, utc)} (resumes by itself), by {j.pause.paused_by}")  # type: ignore[union-attr]
+            if j.skip_window is not None:
+                w = j.skip_window
+                what = f"the next {w.next_n} slot(s) after {format_time(w.asked_ms, utc)}" if w.next_n else "every slot"
+                click.echo(f"{j.job_name}: skipping {what} through {format_time(w.through_ms, utc)}, asked by {w.actor}")
+    if unread:
+        click.echo(f"memsched: {status.registry_error}", err=True)
+        sys.exit(EXIT_PERMISSION)
 
 
 @click.command("pause")

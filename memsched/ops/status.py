@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from memsched.config.load import Config, JobConfig
-from memsched.errors import ManagerUnavailable, UnknownJobError
+from memsched.errors import ManagerUnavailable, PermissionDenied, UnknownJobError
 from memsched.late import Lateness, grace_ms, lateness
 from memsched.registry import JobCounts, PauseRecord, Registry, RunRecord, SkipWindow, now_ms, open_registry
 from memsched.systemd.names import instance_pattern, service_name, timer_name
@@ -88,6 +88,7 @@ class SchedulerStatus:
     scope: str
     jobs: list[JobStatus]
     manager_version: str = ""
+    registry_error: str | None = None  # why the registry's part (runs, counts, pauses) is missing, with what to do
 
 
 def _usec_to_ms(value: Any) -> int:
@@ -182,28 +183,50 @@ def resolve_jobs(config: Config, names: list[str] | None) -> list[JobConfig]:
 
 
 def read_status(
-    config: Config, scope: str, names: list[str] | None = None, registry: Registry | None = None, require_manager: bool = False
+    config: Config,
+    scope: str,
+    names: list[str] | None = None,
+    registry: Registry | None = None,
+    require_manager: bool = False,
+    partial: bool = False,
 ) -> SchedulerStatus:
     """Return the status of the named jobs (default: every enabled job).
 
     When the manager is unreachable the registry's part is still returned, with
     ``scheduler_running`` False and state "unknown" (or, with ``require_manager``,
-    :class:`ManagerUnavailable` is raised). Raises :class:`UnknownJobError` for unknown names.
+    :class:`ManagerUnavailable` is raised). With ``partial``, a registry we may not read
+    (an unprivileged user's ``--system status``: /var/lib/memsched is 0750) leaves the
+    registry's part empty and says why in ``registry_error``; without it
+    :class:`PermissionDenied` is raised. Raises :class:`UnknownJobError` for unknown names.
     """
     jobs = resolve_jobs(config, names)
+    counts: dict = {}
+    last_runs: dict = {}
+    last_skips: dict = {}
+    pauses: dict = {}
+    successes: dict = {}
+    first_known: dict = {}
+    windows: dict = {}
+    registry_error = None
     own = registry is None
-    registry = registry or open_registry(config, scope, create=False)
     try:
-        counts = registry.counts()
-        last_runs = registry.last_runs()
-        last_skips = registry.last_skips()
-        pauses = registry.pauses()
-        successes = registry.last_successes()
-        first_known = registry.first_known()
-        windows = registry.skip_windows()
-    finally:
-        if own:
-            registry.close()
+        registry = registry or open_registry(config, scope, create=False)
+    except PermissionDenied as exc:
+        if not partial:
+            raise
+        registry_error = unreadable_registry_help(exc.message, scope)
+    if registry is not None:
+        try:
+            counts = registry.counts()
+            last_runs = registry.last_runs()
+            last_skips = registry.last_skips()
+            pauses = registry.pauses()
+            successes = registry.last_successes()
+            first_known = registry.first_known()
+            windows = registry.skip_windows()
+        finally:
+            if own:
+                registry.close()
     props: dict[str, dict[str, Any]] = {}
     instances: dict[str, list[str]] = {}
     version = ""
@@ -242,8 +265,21 @@ def read_status(
     ]
     now, grace = now_ms(), grace_ms(config)
     for job, status in zip(jobs, statuses):
+        if registry_error:
+            continue  # without the registry's last successes lateness is unknown, not "late"
         status.lateness = lateness(job, grace, now, successes.get(job.name), first_known.get(job.name), status.is_paused)
-    return SchedulerStatus(scheduler_running=running, scope=scope, jobs=statuses, manager_version=version)
+    return SchedulerStatus(scheduler_running=running, scope=scope, jobs=statuses, manager_version=version, registry_error=registry_error)
+
+
+def unreadable_registry_help(message: str, scope: str) -> str:
+    """Return what to tell a user who may not read the run registry: what is missing and what to do."""
+    system = " --system" if scope == "system" else ""
+    return (
+        f"{message}: last runs, results, counts and pauses are not shown (states and next runs are systemd's).\n"
+        f"  Run it as root (`sudo memsched{system} status`), or ask the gRPC facade, which answers anyone who may\n"
+        "  connect to its socket (`memsched --endpoint unix:/run/memsched/grpc.sock status`; the socket's group is\n"
+        "  `facade.group`)."
+    )
 
 
 def iso_ms(ms: int) -> str | None:
@@ -255,8 +291,28 @@ def iso_ms(ms: int) -> str | None:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="milliseconds")
 
 
-def job_status_dict(status: JobStatus) -> dict[str, Any]:
-    """Return the status as a JSON-ready dict: every field of the original registry, times as ISO and ms."""
+# job_status_dict keys whose values come from the registry
+REGISTRY_KEYS = frozenset({
+    "last_run", "last_run_ms", "last_duration_ms", "last_result", "last_error", "last_exit_code", "last_invocation_id",
+    "last_run_metadata", "run_count", "error_count", "skip_count", "lost_count", "last_skip", "last_skip_result",
+    "last_skip_code", "last_skip_reason", "paused_by", "paused_at", "paused_until", "paused_until_ms", "skip", "late",
+    "expected_interval_ms", "late_after_ms", "late_at",
+})
+
+
+def job_status_dict(status: JobStatus, registry_known: bool = True) -> dict[str, Any]:
+    """Return the status as a JSON-ready dict: every field of the original registry, times as ISO and ms.
+
+    With ``registry_known`` False (the registry could not be read) the registry's fields are
+    None: unknown, not zero.
+    """
+    entry = _job_status_dict(status)
+    if not registry_known:
+        entry.update({key: None for key in REGISTRY_KEYS if key in entry})
+    return entry
+
+
+def _job_status_dict(status: JobStatus) -> dict[str, Any]:
     last = status.last_run
     return {
         "job_name": status.job_name,

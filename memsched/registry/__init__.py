@@ -56,7 +56,7 @@ from __future__ import annotations
 import os
 import sqlite3
 
-from memsched.errors import MemschedError
+from memsched.errors import MemschedError, PermissionDenied
 from memsched.statefile import ensure_directory, prepare_database
 from memsched.proc import pid_alive
 from memsched.registry.records import InstalledUnit, JobCounts, PauseRecord, RunRecord, RunRequest, SkipWindow, SlotState
@@ -88,14 +88,18 @@ class Registry(SlotsMixin, WindowsMixin):
         (corrupt, not SQLite, unreadable).
         """
         target = self.path
-        if not create and not os.path.exists(self.path):
+        if not create and not self._exists():
             target = ":memory:"  # nothing recorded yet: read an empty registry, create no file
         try:
             if target != ":memory:":
                 ensure_directory(os.path.dirname(self.path) or ".")
                 prepare_database(self.path)  # root in the service user's directory: the file stays the user's
             db = sqlite3.connect(target, timeout=self.busy_timeout_ms / 1000, isolation_level=None)
+        except (PermissionError, PermissionDenied):
+            raise PermissionDenied(_denied("open", self.path)) from None
         except (OSError, sqlite3.Error) as exc:
+            if target != ":memory:" and not _may_use(self.path):
+                raise PermissionDenied(_denied("open", self.path)) from None
             raise MemschedError(f"cannot open the run registry {self.path}: {exc}") from None
         try:
             db.row_factory = sqlite3.Row
@@ -110,6 +114,19 @@ class Registry(SlotsMixin, WindowsMixin):
             self._db = None
             raise MemschedError(f"cannot use the run registry {self.path}: {exc}") from None
         return self
+
+    def _exists(self) -> bool:
+        """True when the file exists; raises :class:`PermissionDenied` when its directory may not be searched.
+
+        (os.path.exists says False then, and a registry we may not read must not read as empty.)
+        """
+        try:
+            os.stat(self.path)
+            return True
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        except PermissionError:
+            raise PermissionDenied(_denied("read", self.path)) from None
 
     def close(self) -> None:
         if self._db is not None:
@@ -375,6 +392,27 @@ def _run(row: sqlite3.Row) -> RunRecord:
     data = dict(row)
     data["metadata"] = json.loads(data.get("metadata") or "{}")
     return RunRecord(**{k: v for k, v in data.items() if k in RunRecord.__slots__})
+
+
+def _denied(verb: str, path: str) -> str:
+    """Return the message for a registry we may not use: the path, whose it is, what to do."""
+    owner = ""
+    try:
+        import pwd
+
+        uid = os.stat(os.path.dirname(path) or ".").st_uid
+        owner = f" (its directory belongs to {pwd.getpwuid(uid).pw_name})"
+    except (OSError, KeyError):
+        pass
+    return f"cannot {verb} the run registry {path}: permission denied{owner}; run the command as root (sudo) or as that user"
+
+
+def _may_use(path: str) -> bool:
+    """Whether we may read and write ``path`` (or create it in its directory)."""
+    if os.path.exists(path):
+        return os.access(path, os.R_OK | os.W_OK)
+    directory = os.path.dirname(path) or "."
+    return os.access(directory, os.W_OK | os.X_OK)
 
 
 def registry_location(config: object, scope: str, env: dict[str, str] | None = None) -> str:

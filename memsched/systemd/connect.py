@@ -7,10 +7,11 @@ cheaply, before anything heavy is loaded.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from memsched.errors import ManagerUnavailable
+from memsched.errors import ManagerUnavailable, PermissionDenied
 
 SYSTEM_PRIVATE_SOCKET = Path("/run/systemd/private")
 SYSTEM_BUS_SOCKET = Path("/run/dbus/system_bus_socket")
@@ -45,7 +46,7 @@ def manager_address(scope: str, env: dict[str, str] | None = None) -> ManagerAdd
     if scope == "user":
         runtime = user_runtime_dir(env)
         private = runtime / "systemd" / "private" if runtime else None
-        if private is not None and private.is_socket():
+        if private is not None and _is_socket(private):
             return ManagerAddress(scope, f"unix:path={private}", True)
         raise ManagerUnavailable(no_manager_help("user", private))
     if os.geteuid() == 0 and SYSTEM_PRIVATE_SOCKET.is_socket():
@@ -53,6 +54,19 @@ def manager_address(scope: str, env: dict[str, str] | None = None) -> ManagerAdd
     if SYSTEM_BUS_SOCKET.is_socket() and Path("/run/systemd/system").is_dir():
         return ManagerAddress(scope, f"unix:path={SYSTEM_BUS_SOCKET}", False)
     raise ManagerUnavailable(no_manager_help("system", SYSTEM_PRIVATE_SOCKET))
+
+
+def _is_socket(path: Path) -> bool:
+    """Whether ``path`` is a socket; raises :class:`PermissionDenied` when we may not even look (another user's runtime directory)."""
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except PermissionError:
+        raise PermissionDenied(
+            f"{path}: permission denied: that user manager belongs to another user (XDG_RUNTIME_DIR={path.parent.parent}); "
+            "use your own session's manager, or --system"
+        ) from None
 
 
 def no_manager_help(scope: str, looked_at: Path | None) -> str:
