@@ -16,7 +16,7 @@ from memsched.errors import ConfigError, UsageError
 def test_defaults_reproduce_the_original_jobs() -> None:
     config = parse_config({})
     jobs = config.jobs
-    assert list(jobs) == ["toc_rollup_day", "toc_rollup_week", "toc_rollup_month", "toc_rollup_year", "compaction"]
+    assert list(jobs) == ["toc_rollup_day", "toc_rollup_week", "toc_rollup_month", "toc_rollup_year", "compaction", "store_verify"]
     day = jobs["toc_rollup_day"]
     assert (day.kind, day.level, day.cron, day.timezone) == ("rollup", "day", "0 0 1 * * *", "UTC")
     assert (day.jitter, day.timeout, day.overlap, day.catch_up, day.enabled) == (300_000, 1_800_000, "skip", True, True)
@@ -25,6 +25,8 @@ def test_defaults_reproduce_the_original_jobs() -> None:
     compaction = jobs["compaction"]
     assert (compaction.kind, compaction.cron, compaction.jitter, compaction.timeout) == ("compaction", "0 0 4 * * 0", 600_000, 3_600_000)
     assert (compaction.nice, compaction.io_class) == (10, "idle")
+    verify = jobs["store_verify"]  # the whole store, monthly, with its own timeout (issue 17)
+    assert (verify.kind, verify.cron, verify.timeout, verify.nice, verify.io_class) == ("verify", "0 0 6 1 * *", 14_400_000, 10, "idle")
     assert jobs["toc_rollup_year"].level == "year"
     # a month must be rolled at the first run after it closes (03:00 on the 1st), so min_age < 3h
     assert jobs["toc_rollup_month"].min_age is not None and jobs["toc_rollup_month"].min_age < 3 * 3_600_000
@@ -120,7 +122,7 @@ BAD = [
     ({"jobs": {"new": {"kind": "command", "level": "day"}}}, "jobs.new.cron", "missing (required)"),
     ({"jobs": {"new": {"kind": "command", "cron": "* * * * *", "command": []}}}, "jobs.new.command", "non-empty list"),
     ({"jobs": {"new": {"kind": "command", "cron": "* * * * *", "command": "echo hi"}}}, "jobs.new.command", "non-empty list"),
-    ({"jobs": {"new": {"kind": "cleanup"}}}, "jobs.new.kind", "expected one of rollup, compaction, command"),
+    ({"jobs": {"new": {"kind": "cleanup"}}}, "jobs.new.kind", "expected one of rollup, compaction, verify, command"),
     ({"jobs": {"bad name": {"kind": "compaction"}}}, 'jobs."bad name"', "can't be a unit name"),
     ({"jobs": {"a.b": {"kind": "compaction"}}}, 'jobs."a.b"', "can't be a unit name"),
     ({"jobs": {"x@y": {"kind": "compaction"}}}, 'jobs."x@y"', "can't be a unit name"),

@@ -113,6 +113,7 @@ def test_default_jobs_translate_to_golden_values() -> None:
         "toc_rollup_month": ["*-*-01 03:00:00 UTC"],
         "toc_rollup_year": ["*-01-01 05:00:00 UTC"],
         "compaction": ["Sun *-*-* 04:00:00 UTC"],
+        "store_verify": ["*-*-01 06:00:00 UTC"],
     }
 
 

@@ -27,15 +27,15 @@ def test_quickstart_runs_every_job_through_a_private_systemd() -> None:
         assert proc.returncode == 0, proc.stdout + proc.stderr
         out = proc.stdout
         assert "starting a private one" in out
-        for job in ("toc_rollup_day", "toc_rollup_week", "toc_rollup_month", "toc_rollup_year", "compaction"):
+        for job in ("toc_rollup_day", "toc_rollup_week", "toc_rollup_month", "toc_rollup_year", "compaction", "store_verify"):
             assert f"ran {job} through systemd: success" in out
         assert "21 day nodes" in out
         # the same view, afterwards, from the environment the sandbox hands out
         box_env = dict(env, **box.env())
         status = subprocess.run([sys.executable, "-m", "memsched", "status"], env=box_env, capture_output=True, text=True)
-        assert status.returncode == 0 and status.stdout.count(" success ") == 5, status.stdout + status.stderr
+        assert status.returncode == 0 and status.stdout.count(" success ") == 6, status.stdout + status.stderr
         timers = subprocess.run(["systemctl", "--user", "list-timers", "--no-legend"], env=box_env, capture_output=True, text=True).stdout
-        assert timers.count(".timer ") == 5 and all(f"memsched-{j}.timer" in timers for j in ("toc_rollup_day", "compaction"))
+        assert timers.count(".timer ") == 6 and all(f"memsched-{j}.timer" in timers for j in ("toc_rollup_day", "compaction"))
     finally:
         box.stop()
     assert not root.exists()

@@ -178,3 +178,101 @@ def test_sigkill_during_compaction_at_random_instants(tmp_path: Path, events: li
     with open_store(victim) as store:
         assert store.pragma("PRAGMA freelist_count", "t") == [(0,)]
     assert snapshot(victim) == expected
+
+
+VERIFY_SCRIPT = """
+import sys
+from memsched.jobs import verify
+verify.PROGRESS_OPS = 1000  # look at the clock often, as a long pass would
+verify.run_verification(sys.argv[1])
+"""
+WEEKLY_SCRIPT = """
+import sys
+from memsched.jobs.compaction import run_compaction
+run_compaction(sys.argv[1])
+"""
+
+
+def meta(path: Path) -> dict[str, str]:
+    conn = sqlite3.connect(path)
+    try:
+        return dict(conn.execute("SELECT key, value FROM store_meta"))
+    finally:
+        conn.close()
+
+
+def _rolled_store(path: Path, events: list[bytes], share: int = 3) -> None:
+    with open_store(path) as store:
+        ingest(store, iter(events[: len(events) // share]))
+        for level in ("day", "week", "month", "year"):
+            run_rollup(store, level, now_ms=NOW, min_age_ms=HOUR, summarizer=LocalSummarizer())
+
+
+def test_sigkill_during_full_verification_at_random_instants_resumes_and_changes_nothing(tmp_path: Path, events: list[bytes]) -> None:
+    from memsched.jobs.verify import tables
+
+    victim = tmp_path / "victim.db"
+    _rolled_store(victim, events, share=1)
+    with open_store(victim) as store:
+        units = tables(store)
+    expected = snapshot(victim)
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-c", VERIFY_SCRIPT, str(victim)], check=True, timeout=300)
+    duration = time.monotonic() - started
+    assert meta(victim)["verify.last_result"] == "ok"
+    rng = random.Random(7)
+    killed, resumed_at = 0, set()
+    for _ in range(12):
+        finished = _run_killing_after(VERIFY_SCRIPT, victim, rng.uniform(0.05, duration))
+        killed += not finished
+        check_consistent(victim)
+        assert snapshot(victim) == expected  # verification writes only its own cursor
+        state = meta(victim)
+        if "verify.pass_started_ms" in state:
+            assert state["verify.pass_next"] in units  # the cursor names a table: the next run resumes there
+            resumed_at.add(state["verify.pass_next"])
+        else:
+            assert state["verify.last_result"] == "ok"
+    assert killed >= 6 and resumed_at, (killed, resumed_at)  # killed mid-pass (mostly in events, the bulk of the store)
+    subprocess.run([sys.executable, "-c", VERIFY_SCRIPT, str(victim)], check=True, timeout=300)
+    state = meta(victim)
+    assert state["verify.last_result"] == "ok" and "verify.pass_started_ms" not in state
+    assert int(state["verify.last_runs"]) >= 2  # the pass that completed was begun by a killed run and resumed
+
+
+def test_sigkill_during_the_weekly_check_of_new_events_leaves_the_old_cursor_or_the_new(tmp_path: Path, events: list[bytes]) -> None:
+    victim = tmp_path / "victim.db"
+    _rolled_store(victim, events, share=1)
+    with open_store(victim) as store:
+        newest = store.connection.execute("SELECT max(seq) FROM events").fetchone()[0]
+
+    def rewind() -> None:  # every event new since the last check: the check has work to be killed in
+        conn = sqlite3.connect(victim)
+        conn.execute("UPDATE store_meta SET value = '0' WHERE key = 'recent.checked_seq'")
+        conn.commit()
+        conn.close()
+
+    expected = snapshot(victim)
+    durations = []
+    for _ in range(2):  # the second run is like the killed ones (the first also has ANALYZE's first sampling to do)
+        rewind()
+        add_garbage(victim)
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-c", WEEKLY_SCRIPT, str(victim)], check=True, timeout=300)
+        durations.append(time.monotonic() - started)
+        assert meta(victim)["recent.checked_seq"] == str(newest)
+    duration = min(durations)
+    rng = random.Random(5)
+    killed = 0
+    for _ in range(12):
+        rewind()
+        add_garbage(victim)
+        killed += not _run_killing_after(WEEKLY_SCRIPT, victim, rng.uniform(0.05, 0.8 * duration))
+        check_consistent(victim)
+        assert snapshot(victim) == expected
+        cursor = meta(victim)["recent.checked_seq"]
+        assert cursor in ("0", str(newest)), cursor  # one small transaction: never half-advanced
+    assert killed >= 6, "the work finished before most kills: the test lost its point"
+    result = run_compaction(victim)
+    assert result.integrity == "ok" and meta(victim)["recent.checked_seq"] == str(newest)
+    assert snapshot(victim) == expected

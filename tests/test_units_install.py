@@ -102,16 +102,16 @@ def test_hand_edited_unit_is_noticed_and_restored(systemd: SystemdTestEnv) -> No
     assert path.read_text() == original
 
 
-def test_default_config_shows_five_timers_at_the_predicted_times(systemd: SystemdTestEnv) -> None:
+def test_default_config_shows_six_timers_at_the_predicted_times(systemd: SystemdTestEnv) -> None:
     config = write_config(systemd.tmp, {}, defaults=True)
     install(systemd, config)
     timers = installed_timers(systemd)
-    jobs = ["toc_rollup_day", "toc_rollup_week", "toc_rollup_month", "toc_rollup_year", "compaction"]
+    jobs = ["toc_rollup_day", "toc_rollup_week", "toc_rollup_month", "toc_rollup_year", "compaction", "store_verify"]
     assert set(timers) == {f"memsched-{j}.timer" for j in jobs}
     for job in jobs:
         predicted = json.loads(systemd.memsched("next", job, "-n", "1", "--json", "--config", str(config)).stdout)
         slot = datetime.fromisoformat(predicted["times"][0]["at"])
-        jitter = timedelta(seconds=600 if job == "compaction" else 300)
+        jitter = timedelta(seconds=600 if job in ("compaction", "store_verify") else 300)
         listed = timers[f"memsched-{job}.timer"]
         assert listed is not None and slot <= listed <= slot + jitter, (job, slot, listed)
 

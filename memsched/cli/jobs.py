@@ -45,8 +45,11 @@ def status_cmd(jobs: tuple[str, ...], utc: bool, as_json: bool) -> None:
     LATE says "late" for a job with no successful run within its expected
     interval (the longest gap of its calendar) plus allowances, as the shipped
     Prometheus rule MemschedJobLate decides (docs/metrics.md).
+    A last line says when the memory store was last fully verified, and with what
+    result (`store_verification` in --json; docs/store.md).
     """
     from memsched.ops.status import job_status_dict, read_status
+    from memsched.ops.verification import describe, verification_report
 
     ctx = app()
     if ctx.endpoint:
@@ -55,6 +58,7 @@ def status_cmd(jobs: tuple[str, ...], utc: bool, as_json: bool) -> None:
         return remote_status(ctx.endpoint, list(jobs), utc, as_json)
     status = read_status(ctx.config(), ctx.scope, list(jobs) or None, require_manager=True, partial=True)
     unread = status.registry_error is not None  # what the registry holds is unknown: "?", never a made-up 0
+    verification = verification_report(ctx.config(), ctx.scope)
     if as_json:
         listed = [job_status_dict(j, registry_known=not unread) for j in status.jobs]
         echo_json(
@@ -64,6 +68,7 @@ def status_cmd(jobs: tuple[str, ...], utc: bool, as_json: bool) -> None:
                 "manager_version": status.manager_version,
                 "registry_readable": not unread,
                 "jobs": listed,
+                "store_verification": verification,
             }
         )
     else:
@@ -88,6 +93,9 @@ def status_cmd(jobs: tuple[str, ...], utc: bool, as_json: bool) -> None:
                 w = j.skip_window
                 what = f"the next {w.next_n} slot(s) after {format_time(w.asked_ms, utc)}" if w.next_n else "every slot"
                 click.echo(f"{j.job_name}: skipping {what} through {format_time(w.through_ms, utc)}, asked by {w.actor}")
+        line = describe(verification)
+        if line:
+            click.echo(line)
     if unread:
         click.echo(f"memsched: {status.registry_error}", err=True)
         sys.exit(EXIT_PERMISSION)
@@ -399,18 +407,24 @@ def logs_cmd(job: str, lines: int, follow: bool, invocation: str | None, as_json
 @handle_errors
 def doctor_cmd(as_json: bool) -> None:
     """Find drift (hand-edited, missing or stale units, timers that disagree with pauses, failed units,
-    no linger) and say how to fix each. Exit 1 when an error is found."""
+    no linger, a failed or overdue store verification) and say how to fix each; say when the store
+    was last fully verified. Exit 1 when an error is found."""
     from memsched.ops.doctor import doctor
+    from memsched.ops.verification import describe, verification_report
 
     ctx = app()
     findings = doctor(ctx.config(), ctx.scope)
+    verification = verification_report(ctx.config(), ctx.scope)
     errors = [f for f in findings if f.severity == "error"]
     if as_json:
-        echo_json({"ok": not errors, "findings": [f.__dict__ for f in findings]})
-    elif not findings:
-        click.echo("no problems found")
+        echo_json({"ok": not errors, "findings": [f.__dict__ for f in findings], "store_verification": verification})
     else:
+        if not findings:
+            click.echo("no problems found")
         for f in findings:
             click.echo(f"{f.severity}: {f.job + ': ' if f.job else ''}{f.problem}\n  fix: {f.fix}")
+        line = describe(verification)
+        if line:
+            click.echo(line)
     if errors:
         sys.exit(EXIT_FAILURE)

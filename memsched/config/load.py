@@ -273,6 +273,8 @@ def _describe(name: str, values: dict[str, object]) -> str:
         return f"memsched: roll up closed {values['level']} periods of the memory TOC ({name})"
     if kind == "compaction":
         return f"memsched: compact the memory store ({name})"
+    if kind == "verify":
+        return f"memsched: verify the whole memory store ({name})"
     return f"memsched: run command job {name}"
 
 

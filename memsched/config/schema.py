@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-JOB_KINDS = ("rollup", "compaction", "command")
+JOB_KINDS = ("rollup", "compaction", "verify", "command")
 ROLLUP_LEVELS = ("day", "week", "month", "year")
 OVERLAP_POLICIES = ("skip", "queue", "concurrent")
 IO_CLASSES = ("idle", "best-effort", "realtime")
@@ -65,7 +65,9 @@ JOB_OPTIONS: tuple[Option, ...] = (
         "kind",
         "enum",
         "What the job does: `rollup` summarises closed periods of one TOC level, `compaction` "
-        "compacts the memory store, `command` runs an argv (other maintenance, tests).",
+        "compacts the memory store (and checks what was added since its last run), `verify` checks "
+        "the whole store, resuming where a stopped run left off, `command` runs an argv (other "
+        "maintenance, tests). See docs/store.md.",
         choices=JOB_KINDS,
         required=True,
         default_doc="required for jobs that are not built in",
@@ -118,7 +120,7 @@ JOB_OPTIONS: tuple[Option, ...] = (
     Option(
         "timeout",
         "duration",
-        "Longest a run may take before systemd stops it (TimeoutStartSec=). A rollup or compaction "
+        "Longest a run may take before systemd stops it (TimeoutStartSec=). A rollup, compaction or verify run "
         "still making progress near the limit is given more time (EXTEND_TIMEOUT_USEC=), up to twice this.",
         default=1_800_000,
     ),
@@ -174,14 +176,14 @@ JOB_OPTIONS: tuple[Option, ...] = (
         "CPU scheduling niceness of runs (Nice=), -20 to 19.",
         minimum=-20,
         maximum=19,
-        default_doc="10 for compaction, unset otherwise",
+        default_doc="10 for compaction and verify, unset otherwise",
     ),
     Option(
         "io_class",
         "enum",
         "I/O scheduling class of runs (IOSchedulingClass=).",
         choices=IO_CLASSES,
-        default_doc="idle for compaction, unset otherwise",
+        default_doc="idle for compaction and verify, unset otherwise",
     ),
     Option(
         "memory_max",
@@ -203,6 +205,7 @@ JOB_OPTIONS: tuple[Option, ...] = (
 LEVEL_MIN_AGE_MS = {"day": 3_600_000, "week": 3_600_000, "month": 3_600_000, "year": 3_600_000}
 KIND_DEFAULTS: dict[str, dict[str, object]] = {
     "compaction": {"nice": 10, "io_class": "idle"},
+    "verify": {"nice": 10, "io_class": "idle"},
 }
 
 # The original scheduler's jobs (all UTC, cron with seconds first), plus the
@@ -241,6 +244,14 @@ DEFAULT_JOBS: dict[str, dict[str, object]] = {
         "cron": "0 0 4 * * 0",
         "jitter": 600_000,
         "timeout": 3_600_000,
+    },
+    # The whole store, monthly, after the month and year rollups. It reads every page
+    # (minutes for a year of events on slow disks) and resumes where a stopped run left off.
+    "store_verify": {
+        "kind": "verify",
+        "cron": "0 0 6 1 * *",
+        "jitter": 600_000,
+        "timeout": 14_400_000,
     },
 }
 

@@ -1,4 +1,4 @@
-"""The compaction job for the SQLite store.
+"""The compaction job for the SQLite store: what it costs is what there is to do.
 
 Steps, each a safe point for ``should_stop()``:
 
@@ -10,35 +10,36 @@ Steps, each a safe point for ``should_stop()``:
    stores), ``incremental_vacuum`` in chunks; otherwise ``VACUUM`` once the free pages
    pass ``free_page_threshold`` of the file.
 3. ``ANALYZE`` (sampled: ``analysis_limit``), then ``PRAGMA optimize``.
-4. ``PRAGMA integrity_check``: anything but "ok" fails the run.
+4. ``check_recent``: the events added since the last check, read whole and looked up
+   in every index (:func:`memsched.jobs.verify.check_recent`). No whole-store check:
+   ``integrity_check`` and even ``quick_check`` read every page in b-tree order, which
+   on the one-year store takes minutes cold for a check that, with nothing changed,
+   can find nothing new. The whole store is verified by the ``verify`` job, on its own
+   cadence and timeout (:func:`memsched.jobs.verify.run_verification`).
 5. A final ``wal_checkpoint(TRUNCATE)``, then sizes (database + WAL) before and after.
 
-Each step is one SQLite statement and so atomic: a kill at any instant leaves the
-store as it was before that statement or after it. Locks are waited for (bounded by
-the store's busy_timeout), never surfaced as "database is locked".
+Each step is one SQLite statement (or, for the check, read-only statements and one
+cursor update) and so atomic: a kill at any instant leaves the store as it was before
+that statement or after it. Locks are waited for (bounded by the store's
+busy_timeout), never surfaced as "database is locked".
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from memsched.store.models import StoreError
+from memsched.jobs.verify import IntegrityError, check_recent
 from memsched.store.sqlite import SqliteStore
+
+__all__ = ["ANALYSIS_LIMIT", "STEPS", "CompactionResult", "IntegrityError", "run_compaction"]
 
 DEFAULT_FREE_PAGE_THRESHOLD = 0.10
 VACUUM_CHUNK_PAGES = 2048
 ANALYSIS_LIMIT = 1000
-STEPS = ("checkpoint", "reclaim", "analyze", "integrity_check", "final_checkpoint")
-
-
-class IntegrityError(StoreError):
-    """``PRAGMA integrity_check`` found problems; ``result`` holds them."""
-
-    def __init__(self, path: Path, result: str):
-        self.result = result
-        super().__init__(f"{path}: integrity_check failed (restore from a backup, or run sqlite3's .recover):\n  {result}")
+STEPS = ("checkpoint", "reclaim", "analyze", "check_recent", "final_checkpoint")
 
 
 @dataclass
@@ -51,7 +52,9 @@ class CompactionResult:
     pages_reclaimed: int = 0
     reclaim: str = "none"  # incremental_vacuum | vacuum | none
     wal_checkpoint: str = "not run"  # complete | partial (readers active) | not run
-    integrity: str = "not checked"
+    integrity: str = "not checked"  # of the events added since the last check: ok | not checked | interrupted
+    rows_checked: int = 0
+    step_seconds: dict[str, float] = field(default_factory=dict)
     interrupted: bool = False
 
     @property
@@ -69,6 +72,8 @@ class CompactionResult:
             "reclaim": self.reclaim,
             "wal_checkpoint": self.wal_checkpoint,
             "integrity": self.integrity,
+            "rows_checked": str(self.rows_checked),
+            "step_seconds": " ".join(f"{k}={v:.2f}" for k, v in self.step_seconds.items()),
             "interrupted": "true" if self.interrupted else "false",
         }
 
@@ -93,8 +98,8 @@ def run_compaction(
     """Compact the store (an open :class:`SqliteStore`, or a path to open and close).
 
     Returns a :class:`CompactionResult` (``interrupted`` when ``should_stop()``
-    turned true between steps). Raises :class:`IntegrityError` when the integrity
-    check fails, :class:`memsched.store.StoreBusyError` when locks outlast the
+    turned true between steps or during the check). Raises :class:`IntegrityError`
+    when the check of the events added since the last check finds a problem, :class:`memsched.store.StoreBusyError` when locks outlast the
     busy timeout, and other :class:`StoreError`.
     """
     if not isinstance(store, SqliteStore):
@@ -103,8 +108,13 @@ def run_compaction(
     stop = should_stop or (lambda: False)
     result = CompactionResult()
     result.bytes_before = sum(store.file_bytes())
+    began = [time.monotonic()]
 
     def step(index: int) -> bool:
+        now = time.monotonic()
+        if index:
+            result.step_seconds[STEPS[index - 1]] = now - began[0]
+        began[0] = now
         if stop():
             result.interrupted = True
             result.bytes_after = sum(store.file_bytes())
@@ -143,14 +153,21 @@ def run_compaction(
 
     if not step(3):
         return result
-    problems = [row[0] for row in store.pragma("PRAGMA integrity_check", "integrity check")]
-    result.integrity = "\n  ".join(problems)
-    if problems != ["ok"]:
-        raise IntegrityError(store.path, result.integrity)
+    try:
+        checked = check_recent(store, should_stop=stop)
+    except IntegrityError as exc:
+        result.integrity = exc.result
+        raise
+    result.integrity, result.rows_checked = checked.result, checked.rows_checked
+    if checked.result == "interrupted":
+        result.interrupted = True
+        result.bytes_after = sum(store.file_bytes())
+        return result
 
     if not step(4):
         return result
     result.wal_checkpoint = _checkpoint(store)
+    result.step_seconds[STEPS[4]] = time.monotonic() - began[0]
     result.bytes_after = sum(store.file_bytes())
     if progress is not None:
         progress(len(STEPS), len(STEPS), "done")

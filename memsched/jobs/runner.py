@@ -228,6 +228,8 @@ def _work(config: Config, job: JobConfig, scope: str, control: RunControl, log: 
         return _run_rollup(config, job, scope, control)
     if job.kind == "compaction":
         return _run_compaction(config, job, scope, control)
+    if job.kind == "verify":
+        return _run_verify(config, job, scope, control)
     return WorkResult(ok=False, reason=f"unknown job kind {job.kind!r}")
 
 
@@ -331,6 +333,17 @@ def _run_compaction(config: Config, job: JobConfig, scope: str, control: RunCont
         result = run_compaction(store, progress=control.progress, should_stop=control.should_stop)
     interrupted = bool(getattr(result, "interrupted", False))
     return WorkResult(ok=not interrupted, interrupted=interrupted, reason="stopped by SIGTERM at a safe point" if interrupted else None, metadata=result.as_metadata())
+
+
+def _run_verify(config: Config, job: JobConfig, scope: str, control: RunControl) -> WorkResult:
+    from memsched.jobs.verify import run_verification
+    from memsched.store import open_configured_store
+
+    with open_configured_store(config, scope) as store:
+        result = run_verification(store, progress=control.progress, should_stop=control.should_stop)
+    interrupted = result.interrupted
+    reason = "stopped by SIGTERM at a safe point; the next run resumes the pass" if interrupted else None
+    return WorkResult(ok=not interrupted, interrupted=interrupted, reason=reason, metadata=result.as_metadata())
 
 
 def gate(config: Config, job: JobConfig, scope: str) -> int:

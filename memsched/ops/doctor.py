@@ -80,6 +80,9 @@ def doctor(config: Config, scope: str, unit_dir: Path | None = None) -> list[Fin
                 findings.append(
                     Finding(job.name, f"{service} is in the failed state (its last run failed)", f"see `memsched logs {job.name}`; clear with `systemctl {'--user ' if scope == 'user' else ''}reset-failed {service}`")
                 )
+    from memsched.ops.verification import verification_findings
+
+    findings.extend(verification_findings(config, scope))
     if scope == "user" and not os.environ.get("MEMSCHED_SANDBOX"):
         user = pwd.getpwuid(os.getuid()).pw_name
         if not Path(f"/var/lib/systemd/linger/{user}").exists():

@@ -100,7 +100,18 @@ _V1 = (
     )""",
 )
 
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+_V2 = (
+    # Small facts about the store itself, as text: the verification cursors and results
+    # (memsched.jobs.verify). The weekly check of what changed starts after the events
+    # already stored when this table appears: those are the full verification's to check.
+    """CREATE TABLE store_meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID""",
+    """INSERT INTO store_meta (key, value) SELECT 'recent.checked_seq', CAST(coalesce(max(seq), 0) AS TEXT) FROM events""",
+)
+
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
