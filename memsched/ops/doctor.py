@@ -82,7 +82,7 @@ def doctor(config: Config, scope: str, unit_dir: Path | None = None) -> list[Fin
                 )
     from memsched.ops.verification import verification_findings
 
-    findings.extend(verification_findings(config, scope))
+    findings.extend(Finding(*found) for found in verification_findings(config, scope))
     if scope == "user" and not os.environ.get("MEMSCHED_SANDBOX"):
         user = pwd.getpwuid(os.getuid()).pw_name
         if not Path(f"/var/lib/systemd/linger/{user}").exists():

@@ -57,10 +57,17 @@ def describe(report: dict[str, Any] | None) -> str | None:
     return line
 
 
-def verification_findings(config: Config, scope: str, now_ms: int | None = None) -> list[Any]:
-    """Return doctor findings about verification: a failed last pass (error), none for too long with a verify job enabled (warning)."""
-    from memsched.ops.doctor import Finding
+def _finding(job: str | None, problem: str, fix: str, severity: str = "error") -> tuple[str | None, str, str, str]:
+    """Return one finding in the shape of ``memsched.ops.doctor.Finding``'s fields (doctor imports this module, not the reverse)."""
+    return (job, problem, fix, severity)
 
+
+def verification_findings(config: Config, scope: str, now_ms: int | None = None) -> list[tuple[str | None, str, str, str]]:
+    """Return doctor findings about verification as (job, problem, fix, severity) tuples.
+
+    A failed last pass is an error; with a verify job enabled, no complete pass for
+    :data:`STALE_AFTER_MS` is a warning; an unreadable state is an error.
+    """
     report = verification_report(config, scope)
     if report is None:
         return []
@@ -68,12 +75,12 @@ def verification_findings(config: Config, scope: str, now_ms: int | None = None)
     store = report["store"]
     findings = []
     if "error" in report:
-        findings.append(Finding(None, f"cannot read the verification state of {store}: {report['error']}", "see docs/store.md, \"Verification\""))
+        findings.append(_finding(None, f"cannot read the verification state of {store}: {report['error']}", "see docs/store.md, \"Verification\""))
         return findings
     result = report.get("last_result")
     if result not in (None, "ok"):
         findings.append(
-            Finding(
+            _finding(
                 None,
                 f"the last full verification of {store} ({_when(report['last_full_verification_ms'])}) found problems: {str(result).splitlines()[0]}",
                 "restore the store from a backup, or rebuild it with sqlite3's .recover; see docs/store.md, \"Verification\"",
@@ -84,6 +91,6 @@ def verification_findings(config: Config, scope: str, now_ms: int | None = None)
         if last is not None and now - last > STALE_AFTER_MS:
             job = report["verify_jobs"][0]
             findings.append(
-                Finding(job, f"{store} was last fully verified {(now - last) // 86_400_000} days ago", f"see `memsched history {job}` (a run that times out every time needs a longer timeout)", "warning")
+                _finding(job, f"{store} was last fully verified {(now - last) // 86_400_000} days ago", f"see `memsched history {job}` (a run that times out every time needs a longer timeout)", "warning")
             )
     return findings
