@@ -13,6 +13,7 @@ EXIT_FAILURE = 1  # an operation failed, or a check found problems
 EXIT_USAGE = 2  # bad input: a config key, a CLI argument, a cron expression
 EXIT_NO_MANAGER = 3  # no systemd manager reachable for the chosen scope
 EXIT_PERMISSION = 4  # the manager refused us (system scope without privileges)
+EXIT_REFUSED = 5  # a run was not started: the job's overlap policy refused it (a run is in progress)
 
 
 class MemschedError(Exception):

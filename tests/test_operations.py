@@ -165,7 +165,7 @@ def test_run_is_refused_while_a_skip_job_runs(systemd: SystemdTestEnv) -> None:
     systemd.wait_unit_state("memsched-long.service", "activating")
     wait_for(lambda: run_starts(config, "long"), 10, "the run to be under way")
     second = systemd.memsched("run", "long", "--config", str(config))
-    assert second.returncode == 1 and "overlap policy is skip" in second.stderr
+    assert second.returncode == 5 and "overlap policy is skip" in second.stderr
     stopped = systemd.memsched("pause", "long", "--stop-running", "--json", "--config", str(config))
     assert json.loads(stopped.stdout)[0]["stopped_running"] == ["memsched-long.service"]
     systemd.wait_unit_state("memsched-long.service", ("inactive", "failed"))

@@ -284,6 +284,8 @@ def run_cmd(job: str, wait: bool, as_json: bool) -> None:
     """Run JOB now through systemd (same unit, limits, journal and accounting as a scheduled run).
 
     With --wait, exit with the run's exit code (0 success, 1 failed, 75 interrupted).
+    Exit 5 when the job's overlap policy refused the run (overlap = skip and a run is
+    in progress); under overlap = queue the run starts right after the one in progress.
     """
     from memsched.ops.control import run_now
 
@@ -301,6 +303,7 @@ def run_cmd(job: str, wait: bool, as_json: bool) -> None:
                 "unit": outcome.unit,
                 "waited": outcome.waited,
                 "exit_code": outcome.exit_code,
+                "run_id": run.id if run else None,
                 "result": run.result if run else outcome.result,
                 "reason": run.reason if run else None,
                 "invocation_id": outcome.invocation_id,

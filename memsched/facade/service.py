@@ -273,7 +273,7 @@ class FacadeService:
         from memsched.ops.control import run_now
 
         name = check_job_name(request.job_name)
-        return convert.run_outcome_proto(run_now(self.config, self.scope, name, wait=request.wait))
+        return convert.run_outcome_proto(run_now(self.config, self.scope, name, wait=request.wait, actor=actor_of(peer)))
 
     def get_job_history(self, request: pb.GetJobHistoryRequest, peer: Peer | None) -> pb.GetJobHistoryResponse:
         """The job's latest runs and skipped slots, newest first."""

@@ -28,7 +28,6 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Callable
 
 from memsched.config.load import Config, JobConfig
@@ -70,6 +69,11 @@ class RunControl:
 
     def should_stop(self) -> bool:
         return self.stop_requested.is_set()
+
+    def give_full_timeout(self) -> None:
+        """Ask systemd for a whole timeout from now (a queued run in the same activation gets its own budget)."""
+        if self.notifier is not None and self.timeout_ms:
+            self.notifier.notify(f"EXTEND_TIMEOUT_USEC={self.timeout_ms * 1000}")  # type: ignore[attr-defined]
 
     def request_stop(self) -> None:
         self.stop_requested.set()
@@ -135,52 +139,95 @@ def trigger_of_start(job: JobConfig, scope: str, started_ms: int) -> tuple[str, 
 
 
 def execute(config: Config, job: JobConfig, scope: str, instance: str | None = None) -> int:
-    """Run one job once, recording it; return the process exit code."""
+    """Run the job, recording each run in the registry; return the process exit code.
+
+    Usually one run. Under overlap = queue the activation goes on with one more run
+    while something waits for it (a run request made during the run, or a timer slot
+    whose start systemd merged into a manual run): see :mod:`memsched.jobs.overlap`.
+    The exit code is the first run's that did not succeed, else 0. Raises
+    MemschedError or sqlite3.Error when the registry cannot be used.
+    """
+    from memsched.jobs import overlap
+
     started = now_ms()
     if instance is not None:
         trigger, trigger_ms = ("timer" if instance.startswith("t-") else "manual"), None
     else:
         trigger, trigger_ms = trigger_of_start(job, scope, started)
-    control = RunControl(notifier=_notifier(), timeout_ms=job.timeout)
-    signal.signal(signal.SIGTERM, lambda *_: control.request_stop())
-    signal.signal(signal.SIGINT, lambda *_: control.request_stop())
+    notifier = _notifier()
+    current = [RunControl(notifier=notifier, timeout_ms=job.timeout)]
+    signal.signal(signal.SIGTERM, lambda *_: current[0].request_stop())
+    signal.signal(signal.SIGINT, lambda *_: current[0].request_stop())
     with open_registry(config, scope) as registry:
-        if trigger == "timer" and instance is None and _skip_requested(registry, job, trigger_ms):
-            return EXIT_SUCCESS  # a paused or skipped slot: recorded as skipped, not a run
-        if job.overlap != "concurrent":
-            registry.close_dead_runs(job.name)
-        run_id = registry.start_run(
-            job.name,
-            trigger=trigger,
-            invocation_id=os.environ.get("INVOCATION_ID"),
-            instance=instance,
-            slot_ms=trigger_ms,
-            started_ms=started,
-        )
-        log = JobLog(job.name, run_id)
-        log.info(f"run {run_id} of {job.name} started ({trigger}{', instance ' + instance if instance else ''})")
-        control.status(f"running {job.kind} job {job.name}")
-        try:
-            result = _work(config, job, scope, control, log)
-        except Exception as exc:  # the job's own failure: record it, never a bare traceback
-            result = WorkResult(ok=False, reason=f"{type(exc).__name__}: {exc}")
-        if result.interrupted:
-            outcome, code = "interrupted", EXIT_INTERRUPTED
-        elif result.ok:
-            outcome, code = "success", EXIT_SUCCESS
-        else:
-            outcome, code = "failed", EXIT_FAILED
-        ended = now_ms()
-        registry.finish_run(run_id, result=outcome, exit_code=code, reason=result.reason, metadata=result.metadata, ended_ms=ended)
-        if job.overlap == "skip":
-            # from the timer's trigger: a slot that elapsed while the start was still on its way is overlapped too
-            _record_skipped_slots(registry, job, trigger_ms or started, ended, log)
-        _write_metrics(config, registry, log)
-        message = f"run {run_id} of {job.name} {outcome} after {(ended - started) / 1000:.3f}s"
-        if result.reason:
-            message += f": {result.reason}"
-        log.line(message, PRIORITY_INFO if result.ok or result.interrupted else PRIORITY_ERR)
-        control.status(f"{outcome}")
+        if trigger == "timer" and instance is None and not overlap.manual_request_waits(registry, job, started):
+            if _skip_requested(registry, job, trigger_ms):
+                return EXIT_SUCCESS  # a paused or skipped slot: recorded as skipped, not a run
+        registry.close_dead_runs(job.name)  # every policy: a killed concurrent instance is closed too
+        code = _one_run(config, job, scope, registry, current[0], trigger, trigger_ms, instance, started)
+        if job.overlap != "queue" or instance is not None:
+            return code
+        served = trigger_ms if trigger == "timer" and trigger_ms else started
+        while not current[0].should_stop():
+            queued = overlap.next_queued(registry, job, scope, served)
+            if queued is None:
+                break
+            trigger, trigger_ms = queued
+            served = max(served, trigger_ms or 0)
+            current[0] = RunControl(notifier=notifier, timeout_ms=job.timeout)
+            current[0].give_full_timeout()
+            next_code = _one_run(config, job, scope, registry, current[0], trigger, trigger_ms, None, now_ms())
+            code = code if code != EXIT_SUCCESS else next_code
+        if current[0].should_stop():
+            waiting = [r.id for r in registry.pending_requests(job.name)]
+            registry.resolve_requests(waiting, "lost", "the job was stopped before the run queued behind the previous one")
+    return code
+
+
+def _one_run(
+    config: Config, job: JobConfig, scope: str, registry: Registry, control: RunControl,
+    trigger: str, trigger_ms: int | None, instance: str | None, started: int,
+) -> int:
+    """Record one run's start, claim the run requests it serves, do the work, record the end; return its exit code."""
+    run_id = registry.start_run(
+        job.name,
+        trigger=trigger,
+        invocation_id=os.environ.get("INVOCATION_ID"),
+        instance=instance,
+        slot_ms=trigger_ms,
+        started_ms=started,
+    )
+    if instance is None:
+        claimed = registry.claim_requests(job.name, run_id, started)
+        if claimed:  # someone asked for this start; a timer trigger just before it may be a start the gate refused
+            request = registry.get_request(claimed[0])
+            registry.set_trigger(run_id, "manual", trigger_ms, actor=request.actor if request else None)
+            trigger = "manual"
+    log = JobLog(job.name, run_id)
+    log.info(f"run {run_id} of {job.name} started ({trigger}{', instance ' + instance if instance else ''})")
+    control.status(f"running {job.kind} job {job.name}")
+    try:
+        result = _work(config, job, scope, control, log)
+    except Exception as exc:  # the job's own failure: record it, never a bare traceback
+        result = WorkResult(ok=False, reason=f"{type(exc).__name__}: {exc}")
+    if result.interrupted:
+        outcome, code = "interrupted", EXIT_INTERRUPTED
+    elif result.ok:
+        outcome, code = "success", EXIT_SUCCESS
+    else:
+        outcome, code = "failed", EXIT_FAILED
+    ended = now_ms()
+    registry.finish_run(run_id, result=outcome, exit_code=code, reason=result.reason, metadata=result.metadata, ended_ms=ended)
+    if job.overlap == "skip":
+        from memsched.jobs.overlap import record_overlapped_slots
+
+        # from the timer's trigger: a slot that elapsed while the start was still on its way is overlapped too
+        record_overlapped_slots(registry, job, trigger_ms or started, ended, log)
+    _write_metrics(config, registry, log)
+    message = f"run {run_id} of {job.name} {outcome} after {(ended - started) / 1000:.3f}s"
+    if result.reason:
+        message += f": {result.reason}"
+    log.line(message, PRIORITY_INFO if result.ok or result.interrupted else PRIORITY_ERR)
+    control.status(f"{outcome}")
     return code
 
 
@@ -198,27 +245,6 @@ def _write_metrics(config: Config, registry: Registry, log: JobLog) -> None:
     from memsched.metrics import update_textfile
 
     update_textfile(config, registry, log.warning)
-
-
-def _record_skipped_slots(registry: Registry, job: JobConfig, started_ms: int, ended_ms: int, log: JobLog) -> None:
-    """Record every slot that elapsed between ``started_ms`` (the trigger, or the run's start) and the run's end as skipped (overlap = skip)."""
-    from memsched.systemd.analyze import calendar_next
-
-    after = datetime.fromtimestamp(started_ms / 1000, timezone.utc)
-    try:
-        slots = calendar_next(list(job.on_calendar), after, 1000)
-    except Exception:
-        return
-    for slot in slots:
-        slot_ms = int(slot.timestamp() * 1000)
-        if slot_ms > ended_ms:
-            break
-        reason = (
-            f"slot {slot:%Y-%m-%d %H:%M:%S}Z elapsed while the previous run "
-            f"(triggered or started {datetime.fromtimestamp(started_ms / 1000, timezone.utc):%H:%M:%S}Z) was still running"
-        )
-        registry.record_skip(job.name, code="overlap", reason=reason, slot_ms=slot_ms, at_ms=slot_ms)
-        log.info(f"skipped: {reason}")
 
 
 def _work(config: Config, job: JobConfig, scope: str, control: RunControl, log: JobLog) -> WorkResult:
@@ -349,41 +375,18 @@ def _run_verify(config: Config, job: JobConfig, scope: str, control: RunControl)
 def gate(config: Config, job: JobConfig, scope: str) -> int:
     """Decide whether a start may run under overlap = skip (systemd < 257). Returns GATE_RUN or GATE_SKIP.
 
-    systemd 252 computes a timer's next elapse from its last trigger, so when a
-    slot elapsed during a long run the timer fires again right after the run
-    ends. Such a start is recognised by the timer having triggered after the
-    previous run ended with no calendar slot in between; the slot itself was
-    recorded as skipped by the run it overlapped. A start the timer did not
-    trigger since the previous run (a manual start) always runs. When the
-    manager cannot be asked, the gate lets the run start rather than lose it.
+    systemd 252 computes a timer's next elapse from its last trigger, so when a slot
+    elapsed during a long run the timer fires again right after the run ends. That run
+    recorded the slot as skipped and told the registry to expect this re-fire; the gate
+    refuses exactly that one start. Every other start runs: a manual run through memsched
+    (it carries a run request), a later slot, a `systemctl start`. The decision reads
+    only the registry (no D-Bus call). Raises MemschedError or sqlite3.Error when the
+    registry cannot be used (`memsched exec --gate` then exits 255).
     """
-    from memsched.systemd.analyze import calendar_next
-    from memsched.systemd.manager import TIMER_IFACE, ManagerClient
-    from memsched.systemd.names import timer_name
+    from memsched.jobs.overlap import gate_refuses
 
     with open_registry(config, scope) as registry:
-        last = registry.history(job.name, limit=1, include_skips=False)
-    if not last:
-        return GATE_RUN
-    end_ms = last[0].ended_ms or last[0].started_ms
-    try:
-        with ManagerClient(scope) as manager:
-            trigger_us = int(manager.properties(timer_name(job.name), TIMER_IFACE).get("LastTriggerUSec", 0))
-    except Exception as exc:
-        JobLog(job.name).warning(f"overlap gate cannot read the timer ({exc}); letting the run start")
-        return GATE_RUN
-    trigger_ms = trigger_us // 1000
-    if trigger_ms < end_ms:
-        return GATE_RUN  # not triggered by the timer since the previous run: a manual start
-    ended = datetime.fromtimestamp(end_ms / 1000, timezone.utc)
-    upcoming = calendar_next(list(job.on_calendar), ended, 1)
-    if upcoming and int(upcoming[0].timestamp() * 1000) <= trigger_ms:
-        return GATE_RUN
-    JobLog(job.name).info(
-        f"not starting: the timer fired at {datetime.fromtimestamp(trigger_ms / 1000, timezone.utc):%H:%M:%S.%f}Z "
-        f"for a slot that elapsed while the previous run was still going (it ended {ended:%H:%M:%S.%f}Z); overlap = skip"
-    )
-    return GATE_SKIP
+        return GATE_SKIP if gate_refuses(registry, job) else GATE_RUN
 
 
 def spawn(config: Config, job: JobConfig, scope: str) -> int:

@@ -1,0 +1,167 @@
+"""Manual runs against a real systemd manager, for each overlap policy: a manual run runs when it
+may, is refused (exit 5, gRPC FAILED_PRECONDITION) when it may not, never reports a run that did
+not happen, and is never merged into another run (issue 11.1, 11.3)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import grpc
+import pytest
+
+from memsched_testing import command_job, write_config
+from systemd_env import SystemdTestEnv, wait_for
+from test_units_install import install
+
+EXIT_REFUSED = 5
+
+
+def runs(config: Path, job: str) -> list[dict]:
+    """The job's records, oldest first (runs, skipped and lost slots)."""
+    path = config.parent / "registry.db"
+    if not path.exists():
+        return []
+    db = sqlite3.connect(path)
+    db.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in db.execute("SELECT * FROM runs WHERE job = ? ORDER BY id", (job,))]
+    except sqlite3.OperationalError:
+        return []
+    finally:
+        db.close()
+
+
+def actual_runs(config: Path, job: str) -> list[dict]:
+    return [r for r in runs(config, job) if r["result"] not in ("skipped", "lost")]
+
+
+def _variable_sleep(tmp: Path) -> tuple[list[str], Path]:
+    """A command that sleeps as many seconds as a file says (so a test can make later runs short)."""
+    seconds = tmp / "seconds"
+    return ["/bin/sh", "-c", f'sleep "$(cat {seconds})"'], seconds
+
+
+@pytest.mark.parametrize("via", ["cli", "grpc"])
+def test_a_skip_job_runs_a_manual_request_after_refusing_a_refire(systemd: SystemdTestEnv, via: str) -> None:
+    """After the gate refused systemd's re-fire of a long run, a manual run must run (issue 11.1)."""
+    from memsched.facade._generated import memory_scheduler_pb2 as pb
+    from memsched.facade.client import FacadeClient
+    from test_facade import Server, short_dir
+
+    command, seconds = _variable_sleep(systemd.tmp)
+    seconds.write_text("7")
+    config = write_config(systemd.tmp, {"long": command_job(command, cron="*/6 * * * * *", overlap="skip")})
+    server = None
+    if via == "grpc":  # started first: under load its start-up must not eat the time before the next slot
+        path = short_dir() / "grpc.sock"
+        server = Server(systemd, config, "--listen", f"unix:{path}", socket_path=path)
+        server.wait_ready(f"unix:{path}")
+    try:
+        install(systemd, config)
+        first = wait_for(lambda: [r for r in actual_runs(config, "long") if r["ended_ms"]], 30, "a long timer run to end")[0]
+        wait_for(lambda: [r for r in runs(config, "long") if r["result"] == "skipped"], 10, "the overlapped slot's skip")
+        seconds.write_text("0.2")
+        wait_for(
+            lambda: [e for e in systemd.journal("_SYSTEMD_USER_UNIT=memsched-long.service")
+                     if "not starting" in str(e.get("MESSAGE")) and int(e["__REALTIME_TIMESTAMP"]) > first["ended_ms"] * 1000],
+            15, "the gate to refuse the re-fire",
+        )  # the journal is the session's: an earlier test's unit of the same name logged there too
+        assert len(actual_runs(config, "long")) == 1, "the gate refused the re-fire: no second run yet"
+        if server is None:
+            proc = systemd.memsched("run", "long", "--wait", "--json", "--config", str(config))
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            answer = json.loads(proc.stdout)
+            result, run_id = answer["result"], answer["run_id"]
+        else:
+            with FacadeClient(f"unix:{path}") as client:
+                reply = client.stub.RunJob(pb.RunJobRequest(job_name="long", wait=True), timeout=60)
+            assert reply.exit_code == 0 and reply.result == pb.JOB_RESULT_STATUS_SUCCESS, reply
+            result, run_id = reply.result_name, None
+    finally:
+        if server is not None:
+            server.stop()
+    assert result == "success"
+    manual = [r for r in actual_runs(config, "long") if r["trigger"] == "manual"]
+    assert len(manual) == 1 and manual[0]["result"] == "success" and manual[0]["started_ms"] > first["ended_ms"]
+    if run_id is not None:
+        assert run_id == manual[0]["id"]
+
+
+def test_a_skip_job_refuses_a_manual_run_while_one_runs(systemd: SystemdTestEnv) -> None:
+    config = write_config(systemd.tmp, {"busy": command_job(["/bin/sleep", "30"], cron="0 0 1 1 *", overlap="skip")})
+    install(systemd, config)
+    assert systemd.memsched("run", "busy", "--config", str(config)).returncode == 0
+    wait_for(lambda: actual_runs(config, "busy"), 15, "the first run to be under way")
+    for args in (["run", "busy"], ["run", "busy", "--wait"], ["run", "busy", "--wait", "--json"]):
+        proc = systemd.memsched(*args, "--config", str(config))
+        assert proc.returncode == EXIT_REFUSED, (args, proc.returncode, proc.stdout, proc.stderr)
+        assert "running now" in proc.stderr and "overlap" in proc.stderr and "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    assert len(actual_runs(config, "busy")) == 1, "a refused run starts nothing"
+
+    from memsched.facade._generated import memory_scheduler_pb2 as pb
+    from memsched.facade.client import FacadeClient
+    from test_facade import Server, short_dir
+
+    path = short_dir() / "grpc.sock"
+    server = Server(systemd, config, "--listen", f"unix:{path}", socket_path=path)
+    try:
+        server.wait_ready(f"unix:{path}")
+        with FacadeClient(f"unix:{path}") as client:
+            with pytest.raises(grpc.RpcError) as info:
+                client.stub.RunJob(pb.RunJobRequest(job_name="busy", wait=True), timeout=30)
+    finally:
+        server.stop()
+    assert info.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "running now" in info.value.details()
+    assert len(actual_runs(config, "busy")) == 1
+
+
+def test_queue_runs_a_second_manual_request_after_the_first(systemd: SystemdTestEnv) -> None:
+    """`run q` then `run q --wait` 1 s later: two runs, the second after the first, each reported as its own (11.3)."""
+    config = write_config(systemd.tmp, {"q": command_job(["/bin/sh", "-c", "sleep 3; echo done-$$"], cron="0 0 1 1 *", overlap="queue")})
+    install(systemd, config)
+    assert systemd.memsched("run", "q", "--config", str(config)).returncode == 0
+    first = wait_for(lambda: actual_runs(config, "q"), 15, "the first run to start")[0]
+    time.sleep(1)
+    proc = systemd.memsched("run", "q", "--wait", "--json", "--config", str(config))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    answer = json.loads(proc.stdout)
+    done = actual_runs(config, "q")
+    assert len(done) == 2, done
+    one, two = done
+    assert one["id"] == first["id"] and one["result"] == "success" and two["result"] == "success"
+    assert two["started_ms"] >= one["ended_ms"], "the queued run starts after the first ends"
+    assert answer["run_id"] == two["id"], "the waiting caller gets its own run's result, not the first's"
+    assert answer["duration_ms"] == two["duration_ms"] >= 2500
+
+
+def _cron_at(moment: datetime) -> str:
+    return f"{moment.second} {moment.minute} {moment.hour} * * *"
+
+
+def test_queue_runs_a_slot_that_elapsed_during_a_manual_run(systemd: SystemdTestEnv) -> None:
+    """A slot that elapses while a manual run goes gets one run right after it (docs/concepts.md)."""
+    for _attempt in range(3):
+        slot = (datetime.now(timezone.utc) + timedelta(seconds=4)).replace(microsecond=0)
+        config = write_config(systemd.tmp, {"qs": command_job(["/bin/sleep", "4"], cron=_cron_at(slot), overlap="queue")})
+        install(systemd, config)
+        if datetime.now(timezone.utc) < slot - timedelta(seconds=2):
+            break
+    else:
+        raise AssertionError("could not install the job 2 s ahead of its slot three times")
+    assert systemd.memsched("run", "qs", "--config", str(config)).returncode == 0
+    slot_ms = int(slot.timestamp() * 1000)
+    manual = wait_for(lambda: actual_runs(config, "qs"), 15, "the manual run to start")[0]
+    assert manual["started_ms"] < slot_ms, "the manual run is under way when the slot elapses"
+    after = wait_for(lambda: [r for r in actual_runs(config, "qs")[1:] if r["ended_ms"]], 30, "a run for the slot")
+    one = actual_runs(config, "qs")[0]
+    assert one["trigger"] == "manual" and one["ended_ms"] > slot_ms
+    assert after[0]["started_ms"] >= one["ended_ms"] and 0 <= after[0]["slot_ms"] - slot_ms < 1000, after[0]
+    assert after[0]["trigger"] == "timer"
+    assert after[0]["result"] == "success"
+    time.sleep(1)
+    assert len(actual_runs(config, "qs")) == 2, "one run for the slot, not more"
