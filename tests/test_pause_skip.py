@@ -187,6 +187,8 @@ def test_timed_pause_resumes_by_itself_at_its_instant(systemd: SystemdTestEnv) -
     props = systemd.show("memsched-tick.timer", "ActiveState", "UnitFileState")
     assert props == {"ActiveState": "inactive", "UnitFileState": "enabled"}
     assert systemd.show("memsched-resume.tick.timer", "ActiveState")["ActiveState"] == "active"
+    doctor = json.loads(systemd.memsched("doctor", "--json", "--config", str(config)).stdout)
+    assert [f for f in doctor["findings"] if f["job"] == "tick"] == [], "a timed pause's enabled timer is no drift"
     paused_at = int(time.time() * 1000)
 
     wait_for(lambda: [r for r in runs(config, "tick") if r["started_ms"] >= until], 20, "a run after the pause ended")
@@ -243,3 +245,66 @@ def test_resume_cancels_the_timed_resume(systemd: SystemdTestEnv) -> None:
     time.sleep(6.5)  # past the cancelled resume's instant, and two slots
     assert len(runs(config, "tick")) == count and status(systemd, config, "tick")["state"] == "paused"
     assert systemd.show("memsched-tick.timer", "UnitFileState")["UnitFileState"] == "disabled"
+
+
+def test_pause_job_over_grpc_takes_an_optional_end_and_old_callers_are_unchanged(systemd: SystemdTestEnv) -> None:
+    from memsched.facade._generated import memory_scheduler_pb2 as pb
+    from memsched.facade.client import FacadeClient
+    from test_facade import Server, short_dir
+
+    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_3S)})
+    install(systemd, config)
+    path = short_dir() / "grpc.sock"
+    server = Server(systemd, config, "--listen", f"unix:{path}", socket_path=path)
+    client = FacadeClient(f"unix:{path}")
+    try:
+        server.wait_ready(f"unix:{path}")
+        stub = client.stub
+
+        def wire() -> pb.JobStatusProto:
+            return {j.job_name: j for j in stub.GetSchedulerStatus(pb.GetSchedulerStatusRequest(), timeout=10).jobs}["tick"]
+
+        past = stub.PauseJob(pb.PauseJobRequest(job_name="tick", resume_at_ms=int(time.time() * 1000) - 1000), timeout=30)
+        assert not past.success and "resume_at_ms" in past.error and "not in the future" in past.error
+        assert rows(config, "SELECT * FROM pauses") == [] and timer_on(systemd, "tick"), "nothing changed"
+
+        until = int(time.time() * 1000) + 6000
+        assert stub.PauseJob(pb.PauseJobRequest(job_name="tick", resume_at_ms=until), timeout=30).success
+        job = wire()
+        assert job.is_paused and job.HasField("paused_until_ms") and job.paused_until_ms == until
+        assert status(systemd, config, "tick")["paused_until_ms"] == until
+        (record,) = rows(config, "SELECT * FROM pauses")
+        assert record["until_ms"] == until and record["paused_by"].endswith("via gRPC")
+        wait_for(lambda: not wire().is_paused and timer_on(systemd, "tick"), 20, "the timed pause to end by itself")
+        assert not wire().HasField("paused_until_ms")
+
+        # A caller that knows nothing of the new field: the original, open-ended pause.
+        assert stub.PauseJob(pb.PauseJobRequest(job_name="tick"), timeout=30).success
+        (record,) = rows(config, "SELECT * FROM pauses")
+        assert record["until_ms"] is None and not wire().HasField("paused_until_ms") and wire().is_paused
+        assert systemd.show("memsched-tick.timer", "UnitFileState")["UnitFileState"] == "disabled"
+        assert stub.ResumeJob(pb.ResumeJobRequest(job_name="tick"), timeout=30).success
+
+        # The CLI through the facade: --for becomes resume_at_ms; a time with no zone is refused (the job's is the server's).
+        endpoint = ["--endpoint", f"unix:{path}"]
+        remote = systemd.memsched(*endpoint, "pause", "tick", "--for", "1h", "--json")
+        assert remote.returncode == 0, remote.stderr
+        (answer,) = json.loads(remote.stdout)
+        assert answer["success"] and abs(answer["paused_until_ms"] - (time.time() * 1000 + 3_600_000)) < 60_000
+        assert rows(config, "SELECT until_ms FROM pauses")[0]["until_ms"] == answer["paused_until_ms"]
+        naive = systemd.memsched(*endpoint, "pause", "tick", "--until", "2030-01-01T08:00")
+        assert naive.returncode == 2 and "--until" in naive.stderr and "zone" in naive.stderr
+        assert systemd.memsched(*endpoint, "resume", "tick").returncode == 0
+    finally:
+        client.close()
+        server.stop()
+
+
+def test_completion_knows_the_options(tmp_path: Path) -> None:
+    from test_cli_docs import complete
+
+    env = {"MEMSCHED_SCOPE": "user", "XDG_CONFIG_HOME": str(tmp_path / "none")}
+    assert "skip" in complete("memsched sk", env)
+    assert {"--next", "--until", "--cancel", "--reason", "--json", "--all"} <= set(complete("memsched skip toc_rollup_day --", env))
+    assert {"--for", "--until", "--stop-running"} <= set(complete("memsched pause toc_rollup_day --", env))
+    assert complete("memsched skip toc_rollup_w", env) == ["toc_rollup_week"]

@@ -131,9 +131,9 @@ def pause_cmd(
     if ctx.endpoint:
         from memsched.cli.remote import refuse, remote_pause_resume
 
-        if stop_running or reason or for_text or until_text:
-            refuse("--stop-running" if stop_running else "--reason" if reason else "--for" if for_text else "--until")
-        return remote_pause_resume(ctx.endpoint, "pause", names, as_json)
+        if stop_running or reason:
+            refuse("--stop-running" if stop_running else "--reason")
+        return remote_pause_resume(ctx.endpoint, "pause", names, as_json, _remote_until(for_text, until_text))
     results = pause(ctx.config(), ctx.scope, names, stop_running=stop_running, reason=reason, for_text=for_text, until_text=until_text)
     if as_json:
         echo_json(
@@ -154,6 +154,19 @@ def pause_cmd(
         extra = f"; stopped {', '.join(r.stopped_running)}" if r.stopped_running else ""
         until = f" until {format_time(r.until_ms, True)} (resumes by itself)" if r.until_ms else ""
         click.echo(f"{r.job}: {'still ' if r.was_paused else ''}paused{until}{extra}")
+
+
+def _remote_until(for_text: str | None, until_text: str | None) -> int | None:
+    """The PauseJob resume_at_ms for --for/--until through --endpoint (the job's zone is the server's: give one)."""
+    from memsched.errors import UsageError
+    from memsched.ops.instants import parse_for, parse_instant
+    from memsched.registry import now_ms
+
+    if for_text is not None and until_text is not None:
+        raise UsageError("give --for or --until, not both")
+    if for_text is not None:
+        return now_ms() + parse_for(for_text)
+    return parse_instant(until_text, None) if until_text is not None else None
 
 
 def iso_or_none(ms: int | None) -> str | None:

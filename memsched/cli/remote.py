@@ -62,14 +62,17 @@ def _names(endpoint: str, jobs: list[str] | None) -> list[str]:
         return [j.job_name for j in client.status().jobs]
 
 
-def remote_pause_resume(endpoint: str, verb: str, jobs: list[str] | None, as_json: bool) -> None:
-    """PauseJob or ResumeJob for each job (every job the facade lists for --all); exit 1 when one failed."""
+def remote_pause_resume(endpoint: str, verb: str, jobs: list[str] | None, as_json: bool, resume_at_ms: int | None = None) -> None:
+    """PauseJob (until ``resume_at_ms`` when given) or ResumeJob for each job (every job the facade lists for --all);
+    exit 1 when one failed."""
     names = _names(endpoint, jobs)
     results = []
     with _client(endpoint) as client:
         for name in names:
-            answer = client.pause(name) if verb == "pause" else client.resume(name)
+            answer = client.pause(name, resume_at_ms) if verb == "pause" else client.resume(name)
             results.append({"job": name, "success": answer.success, "error": answer.error if answer.HasField("error") else None})
+            if verb == "pause" and resume_at_ms is not None:
+                results[-1]["paused_until_ms"] = resume_at_ms
     if as_json:
         echo_json(results)
     else:

@@ -90,9 +90,12 @@ class FacadeClient:
         """GetSchedulerStatus."""
         return self._call("GetSchedulerStatus", pb.GetSchedulerStatusRequest())  # type: ignore[return-value]
 
-    def pause(self, job: str) -> pb.PauseJobResponse:
-        """PauseJob (success=false with error when the server could not pause it)."""
-        return self._call("PauseJob", pb.PauseJobRequest(job_name=job))  # type: ignore[return-value]
+    def pause(self, job: str, resume_at_ms: int | None = None) -> pb.PauseJobResponse:
+        """PauseJob, until ResumeJob or (``resume_at_ms``) until that instant; success=false with error when the server could not."""
+        request = pb.PauseJobRequest(job_name=job)
+        if resume_at_ms is not None:
+            request.resume_at_ms = resume_at_ms
+        return self._call("PauseJob", request)  # type: ignore[return-value]
 
     def resume(self, job: str) -> pb.ResumeJobResponse:
         """ResumeJob (success=false with error when the server could not resume it)."""

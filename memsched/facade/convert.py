@@ -35,7 +35,7 @@ def result_enum(result: str | None) -> int:
 
 
 def job_status_proto(status: JobStatus) -> pb.JobStatusProto:
-    """Return the original JobStatusProto of one job (fields 1-12, times in ms, 0 when unknown)."""
+    """Return the JobStatusProto of one job (the original fields 1-12, times in ms, 0 when unknown; 13 when a timed pause ends)."""
     message = pb.JobStatusProto(
         job_name=status.job_name,
         cron_expr=status.cron_expr,
@@ -51,7 +51,17 @@ def job_status_proto(status: JobStatus) -> pb.JobStatusProto:
     )
     if status.last_error is not None:
         message.last_error = status.last_error
+    if status.paused_until_ms and "paused_until_ms" in message.DESCRIPTOR.fields_by_name:
+        message.paused_until_ms = status.paused_until_ms
     return message
+
+
+def has_field(message: Any, name: str) -> bool:
+    """Return whether an optional field is set; False when the generated code predates the field."""
+    try:
+        return bool(message.HasField(name))
+    except ValueError:
+        return False
 
 
 def scheduler_status_proto(status: SchedulerStatus) -> pb.GetSchedulerStatusResponse:
@@ -126,6 +136,8 @@ def job_status_dict(message: pb.JobStatusProto) -> dict[str, Any]:
         "next_run_ms": message.next_run_ms,
         "run_count": message.run_count,
         "error_count": message.error_count,
+        "paused_until": iso_ms(message.paused_until_ms) if has_field(message, "paused_until_ms") else None,
+        "paused_until_ms": message.paused_until_ms if has_field(message, "paused_until_ms") else None,
     }
 
 

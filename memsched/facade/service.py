@@ -247,12 +247,15 @@ class FacadeService:
         return convert.scheduler_status_proto(self._status.get())
 
     def pause_job(self, request: pb.PauseJobRequest, peer: Peer | None) -> pb.PauseJobResponse:
-        """Pause one job; failures (unknown job included) answer success=false with the error, as the original did."""
+        """Pause one job (until ResumeJob, or until ``resume_at_ms``); failures (unknown job, an instant not in the
+        future included) answer success=false with the error, as the original did."""
         from memsched.ops.pause import pause
 
         name = check_job_name(request.job_name)
+        # resume_at_ms is optional (proto3 presence): unset is the original, open-ended pause.
+        until = request.resume_at_ms if convert.has_field(request, "resume_at_ms") else None
         try:
-            pause(self.config, self.scope, [name], actor=actor_of(peer), reason="PauseJob over gRPC")
+            pause(self.config, self.scope, [name], actor=actor_of(peer), reason="PauseJob over gRPC", until_ms=until)
         except MemschedError as exc:
             return pb.PauseJobResponse(success=False, error=exc.message)
         return pb.PauseJobResponse(success=True)

@@ -70,7 +70,12 @@ def doctor(config: Config, scope: str, unit_dir: Path | None = None) -> list[Fin
                 continue
             enabled = manager.unit_file_state(timer) == "enabled"
             active = props.get("ActiveState") == "active"
-            if job.name in pauses and (enabled or active):
+            pause = pauses.get(job.name)
+            if pause is not None and pause.until_ms is not None:
+                # A timed pause leaves the timer enabled on purpose (memsched.ops.pause), so it comes back after a reboot.
+                if not enabled:
+                    findings.append(Finding(job.name, "paused for a while, but its timer is disabled: it would not come back after a reboot", f"run `memsched pause {job.name} --until ...` again, or `memsched resume {job.name}`"))
+            elif pause is not None and (enabled or active):
                 findings.append(Finding(job.name, "paused, but its timer is enabled or running", f"run `memsched pause {job.name}` again, or `memsched resume {job.name}`"))
             if job.name not in pauses and not enabled:
                 findings.append(Finding(job.name, "its timer is disabled but the job is not paused", f"run `memsched resume {job.name}` (or `memsched pause {job.name}` to keep it off)"))

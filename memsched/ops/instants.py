@@ -27,14 +27,20 @@ def parse_for(text: str, option: str = "--for") -> int:
 
 
 def parse_until(text: str, job: JobConfig, option: str = "--until", now: int | None = None) -> int:
-    """Return the instant (ms) ``text`` names for ``job``; it must be in the future.
+    """Return the instant (ms) ``text`` names for ``job`` (a time without a zone is in the job's); see :func:`parse_instant`."""
+    return parse_instant(text, job.timezone, option, now)
+
+
+def parse_instant(text: str, default_zone: str | None, option: str = "--until", now: int | None = None) -> int:
+    """Return the instant (ms) ``text`` names; it must be in the future.
 
     ``text`` is ISO 8601 (``2026-12-24T08:00``, a space instead of ``T`` too), with an
     offset or ``Z``, or followed by an IANA zone name (``2026-12-24T08:00 Europe/Berlin``);
-    without either it is in the job's own time zone. Raises :class:`UsageError` naming ``option``.
+    without either it is in ``default_zone`` (None: a zone is required). Raises
+    :class:`UsageError` naming ``option``.
     """
     raw = text.strip()
-    zone_name = job.timezone
+    zone_name = default_zone
     head, _, tail = raw.rpartition(" ")
     if head and tail and not tail[:1].isdigit():
         if not is_valid_timezone(tail):
@@ -47,6 +53,8 @@ def parse_until(text: str, job: JobConfig, option: str = "--until", now: int | N
             f"{option} {text!r}: expected an ISO 8601 time such as 2026-12-24T08:00, 2026-12-24T08:00+01:00 or 2026-12-24T08:00 Europe/Berlin"
         ) from None
     if when.tzinfo is None:
+        if zone_name is None:
+            raise UsageError(f"{option} {text!r}: give an offset (+01:00, Z) or a zone name: the job's own zone is not known here")
         when = when.replace(tzinfo=ZoneInfo(zone_name))
     ms = int(when.timestamp() * 1000)
     current = now_ms() if now is None else now
