@@ -136,13 +136,21 @@ def test_sigkill_during_rollup_at_random_instants(tmp_path: Path, events: list[b
     shutil.copy(base, victim)
     rng = random.Random(1234)
     killed, progress_seen = 0, set()
-    for _ in range(40):  # until a run gets to finish
+    for _ in range(60):  # until enough kills landed mid-work
         finished = _run_killing_after(ROLLUP_SCRIPT, victim, overhead + rng.uniform(0, work / 10))
         killed += not finished
         check_consistent(victim)
         if finished:
-            break
+            # the killed runs' leftovers were finished by this one (the machine's load changes
+            # how far each kill gets): it must equal the uninterrupted run; start over from base
+            assert snapshot(victim) == expected
+            shutil.copy(base, victim)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{victim}{suffix}").unlink(missing_ok=True)
+            continue
         progress_seen.add(progress(victim))
+        if killed >= 8 and len(progress_seen) >= 6:
+            break
     assert killed >= 8 and len(progress_seen) >= 6, (killed, progress_seen)  # killed mid-build and mid-rollup, many times
     with open_store(victim) as store:
         for level in ("day", "week", "month", "year"):
@@ -183,7 +191,6 @@ def test_sigkill_during_compaction_at_random_instants(tmp_path: Path, events: li
 VERIFY_SCRIPT = """
 import sys
 from memsched.jobs import verify
-verify.PROGRESS_OPS = 1000  # look at the clock often, as a long pass would
 verify.run_verification(sys.argv[1])
 """
 WEEKLY_SCRIPT = """

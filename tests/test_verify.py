@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -58,38 +59,68 @@ def test_read_state_of_creates_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "none.db").exists()
 
 
-def test_a_stopped_pass_resumes_at_the_table_it_was_in(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(verify, "PROGRESS_OPS", 2**31 - 1)  # no polls inside a statement: only the between-table ones
-    polls = [0]
+def stop_at(table: str):
+    """Return (progress, should_stop): should_stop turns true once the check of ``table`` has begun."""
+    begun = [False]
 
-    def stop_before_the_fourth_table() -> bool:
-        polls[0] += 1
-        return polls[0] > 3
+    def progress(done: int, total: int, item: str) -> None:
+        begun[0] = begun[0] or item == f"integrity_check({table})"
 
+    return progress, lambda: begun[0]
+
+
+def test_a_stopped_pass_resumes_at_the_table_it_was_in(path: Path) -> None:
+    progress, should_stop = stop_at("grips")
     with open_store(path) as store:
-        first = run_verification(store, should_stop=stop_before_the_fourth_table, now_ms=clock())
+        first = run_verification(store, progress=progress, should_stop=should_stop, now_ms=clock())
         assert first.interrupted and not first.pass_complete and first.tables_checked == ALL_TABLES[:3]
         state = read_state(store)
-        assert (state.pass_next, state.last_full_ms) == (ALL_TABLES[3], None)
+        assert (state.pass_next, state.last_full_ms) == ("grips", None)
         second = run_verification(store, now_ms=clock())
         assert second.resumed and second.pass_complete and second.tables_checked == ALL_TABLES[3:]
         assert read_state(store).last_runs == 2 and read_state(store).last_result == "ok"
 
 
-def test_a_stop_mid_table_abandons_that_table_and_the_next_run_checks_it_again(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(verify, "PROGRESS_OPS", 1)
-    polls = [0]
+def test_a_stop_mid_table_abandons_that_table_and_the_next_run_checks_it_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verify, "STOP_POLL_S", 0.0002)
+    path = tmp_path / "bigger.db"
+    with open_store(path) as store:  # enough events that their check lasts many polls
+        ingest(store, iter(to_jsonl(generate_events(JAN_15_2024, 20, seed=4))), build=False)
+    begun, polls_since = [False], [0]
 
-    def stop_inside_the_first_check() -> bool:
-        polls[0] += 1
-        return polls[0] >= 2  # poll 1: before sqlite_schema; poll 2: SQLite's progress handler, mid-statement
+    def progress(done: int, total: int, item: str) -> None:
+        begun[0] = begun[0] or item == "integrity_check(events)"
+
+    def should_stop() -> bool:  # the poll between tables says "go on": only the watcher, mid-statement, sees the stop
+        if begun[0]:
+            polls_since[0] += 1
+        return polls_since[0] > 1
 
     with open_store(path) as store:
-        stopped = run_verification(store, should_stop=stop_inside_the_first_check, now_ms=clock())
-        assert stopped.interrupted and stopped.tables_checked == []  # the only between-table poll said "go on"
-        assert read_state(store).pass_next == "sqlite_schema"
+        stopped = run_verification(store, progress=progress, should_stop=should_stop, now_ms=clock())
+        assert stopped.interrupted and stopped.tables_checked == ALL_TABLES[:2]  # events abandoned part-way, not finished
+        assert read_state(store).pass_next == "events"
         done = run_verification(store, now_ms=clock())
-        assert done.resumed and done.tables_checked == ALL_TABLES
+        assert done.resumed and done.tables_checked == ALL_TABLES[2:]
+
+
+def test_a_stop_abandons_even_a_statement_that_never_yields(path: Path) -> None:
+    # integrity_check walks a b-tree inside one VM instruction (no progress-handler calls for
+    # over 20 s on the one-year store, cold): the stop must not depend on SQLite calling back.
+    from memsched.jobs.verify import _interruptible
+    from memsched.store import StoreError
+
+    asked = [0.0]
+
+    def stop() -> bool:
+        return asked[0] > 0 and time.monotonic() >= asked[0]
+
+    with open_store(path) as store:
+        asked[0] = time.monotonic() + 0.3
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="interrupted"), _interruptible(store, stop):
+            store.pragma("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c", "endless")
+        assert time.monotonic() - started < 5
 
 
 def test_a_failed_verification_fails_loudly_and_is_remembered(path: Path) -> None:

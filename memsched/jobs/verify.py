@@ -23,8 +23,10 @@ is its own small transaction: a SIGKILL leaves the old cursor or the new one.
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,7 +47,7 @@ LAST_RUNS = "verify.last_runs"
 RECENT_SEQ = "recent.checked_seq"  # events with seq <= this were checked (by a weekly run or a full pass)
 KEYS = (PASS_STARTED, PASS_SEQ, PASS_NEXT, PASS_SECONDS, PASS_RUNS, LAST_FULL, LAST_FULL_STARTED, LAST_RESULT, LAST_SECONDS, LAST_RUNS, RECENT_SEQ)
 
-PROGRESS_OPS = 200_000  # SQLite VM steps between two looks at should_stop() during one table's check
+STOP_POLL_S = 0.1  # how often a running check looks at should_stop()
 PROGRESS_REPORT_S = 5.0  # at most one progress report (sd_notify STATUS=, timeout extension) this often
 
 
@@ -196,34 +198,53 @@ def _damaged(exc: StoreError) -> bool:
     return "corrupt" in text or "malformed" in text or "not an SQLite database" in text
 
 
+@contextmanager
+def _interruptible(store: SqliteStore, stop: Callable[[], bool], report: Callable[[], None] | None = None) -> Iterator[None]:
+    """Run the block's statements so that ``stop()`` turning true abandons them within :data:`STOP_POLL_S`.
+
+    A watcher thread polls ``stop()`` and calls ``sqlite3_interrupt`` (the statement
+    then fails with SQLITE_INTERRUPT); SQLite's progress handler cannot do this, as
+    integrity_check walks a b-tree inside one VM instruction (over 20 s without a
+    call for the one-year events table, cold). The watcher also calls ``report()``
+    every :data:`PROGRESS_REPORT_S`, so a long check still counts as progress.
+    """
+    done = threading.Event()
+    conn = store.connection
+
+    def watch() -> None:
+        last = time.monotonic()
+        while not done.is_set():
+            if stop():
+                conn.interrupt()  # again every poll: one sent before the statement began would be lost
+            elif report is not None and time.monotonic() - last >= PROGRESS_REPORT_S:
+                last = time.monotonic()
+                report()
+            done.wait(STOP_POLL_S)
+
+    watcher = threading.Thread(target=watch, name="memsched-verify-stop", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        watcher.join()
+
+
 def _checked(store: SqliteStore, statement: str, what: str, stop: Callable[[], bool], report: Callable[[], None]) -> tuple[list[str], bool]:
-    """Run one check statement with stop polling; return (its rows, whether it was stopped part-way).
+    """Run one check statement, abandoned when ``stop()`` turns true; return (its rows, whether it was stopped part-way).
 
     A store too damaged to be read at all is a finding, not a crash: SQLite's
-    "malformed" or "not a database" error is returned as the row.
+    "corrupt" or "not a database" error is returned as the row.
     """
-    conn = store.connection
-    last = [time.monotonic()]
-
-    def handler() -> int:
-        if stop():
-            return 1  # SQLite abandons the statement with SQLITE_INTERRUPT
-        if time.monotonic() - last[0] >= PROGRESS_REPORT_S:
-            last[0] = time.monotonic()
-            report()
-        return 0
-
-    conn.set_progress_handler(handler, PROGRESS_OPS)
     try:
-        return [str(row[0]) for row in store.pragma(statement, what)], False
+        with _interruptible(store, stop, report):
+            return [str(row[0]) for row in store.pragma(statement, what)], False
     except StoreError as exc:
         if stop() and "interrupt" in str(exc).lower():
             return [], True
         if _damaged(exc):
             return [str(exc).split(": ", 2)[-1]], False
         raise
-    finally:
-        conn.set_progress_handler(None, 0)
 
 
 def run_verification(
@@ -262,12 +283,12 @@ def run_verification(
         _put(store, "verification cursor", meta)
     for index in range(start, len(units)):
         unit = units[index]
-        if stop():
-            result.interrupted = True
-            return result
         label = f"integrity_check({unit})"
         if progress is not None:
             progress(index, len(units), label)
+        if stop():
+            result.interrupted = True
+            return result
         began = time.monotonic()
 
         def report(index: int = index, label: str = label) -> None:
@@ -349,10 +370,8 @@ def check_recent(store: SqliteStore, *, should_stop: Callable[[], bool] | None =
     problems: list[str] = []
 
     def run(statement: str, what: str, *args: object) -> list[tuple] | None:
-        conn = store.connection
-        conn.set_progress_handler(lambda: 1 if stop() else 0, PROGRESS_OPS)
         try:
-            with store.read(what) as reading:
+            with _interruptible(store, stop), store.read(what) as reading:
                 return reading.execute(statement, args).fetchall()
         except StoreError as exc:
             if stop() and "interrupt" in str(exc).lower():
@@ -361,8 +380,6 @@ def check_recent(store: SqliteStore, *, should_stop: Callable[[], bool] | None =
                 problems.append(f"{what}: {str(exc).split(': ', 2)[-1]}")
                 return []
             raise
-        finally:
-            conn.set_progress_handler(None, 0)
 
     table = run(
         "SELECT count(*), coalesce(max(seq), ?), sum(length(event_id) + length(session_id) + length(text) + length(metadata) + coalesce(length(agent), 0)) "
