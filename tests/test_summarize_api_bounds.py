@@ -466,11 +466,13 @@ def rollup_config(tmp_path: Path, base: str, kind: str) -> Path:
 
     with open_store(tmp_path / "memory.db") as store:
         ingest(store, iter(to_jsonl(generate_events(1_705_276_800_000, 2, seed=1))))
-    return write_config(
+    config = write_config(
         tmp_path,
         {"roll": {"kind": "rollup", "level": "day", "cron": "0 0 1 1 *", "min_age": "1s"}},
         extra={"store": {"path": str(tmp_path / "memory.db")}, "summarizer": {"kind": kind, "api_key": KEY, "base_url": base if kind == "anthropic" else base + "/v1", "timeout": "60s", "retries": 3}},
     )
+    config.chmod(0o600)  # a key in a config file others may read is refused (issue 12.5)
+    return config
 
 
 def exec_env() -> dict[str, str]:

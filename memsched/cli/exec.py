@@ -36,7 +36,7 @@ def exec_cmd(job: str, as_gate: bool, spawn: bool, instance: str | None) -> None
         job_cfg = get_job(config, job)
         scope = ctx.scope
         if job_cfg.kind == "rollup" and not (as_gate or spawn):
-            missing = api_key_problem(config.settings, os.environ)  # the environment the unit gave this run
+            missing = api_key_problem(config.settings, os.environ, str(config.source) if config.source else None)  # the environment the unit gave this run
             if missing is not None:
                 raise ConfigError([missing], source=str(config.source) if config.source else None)
     except MemschedError as exc:

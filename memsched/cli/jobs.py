@@ -307,7 +307,9 @@ def run_cmd(job: str, wait: bool, as_json: bool) -> None:
         from memsched.cli.remote import remote_run
 
         return remote_run(ctx.endpoint, job, wait, as_json)
-    outcome = run_now(ctx.config(), ctx.scope, job, wait=wait)
+    outcome = run_now(ctx.config(), ctx.scope, job, wait=wait, caller_env=os.environ)
+    for note in outcome.notes:
+        click.echo(f"memsched: {note}", err=True)
     if as_json:
         run = outcome.run
         echo_json(

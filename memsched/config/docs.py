@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomli_w
 
 from memsched.config import schema
+from memsched.config.secrets import redacted
 from memsched.config.durations import DURATION_MAX_MS, humanize_ms
 from memsched.config.load import Config, parse_config
 
@@ -51,11 +52,13 @@ def effective_document(config: Config) -> dict[str, object]:
     """Return the effective config (defaults filled in) as a config document, durations in seconds.
 
     The sections by name, and ``jobs``: read back as a config file (TOML, or this as JSON) it is
-    the same config. Unset keys are None.
+    the same config, except that secrets (``summarizer.api_key``) are ``[redacted]``. Unset keys are None.
     """
     document: dict[str, object] = {}
     for sect in schema.SECTIONS:
         values = dict(config.settings.get(sect.name, {}))
+        for key in list(values):
+            values[key] = redacted(sect.name, key, values[key])
         for option in sect.options:
             # Settings hold milliseconds like job keys do; shown in seconds, the unit a bare
             # number has in the config file, so that what is shown loads back unchanged.

@@ -324,8 +324,18 @@ SECTIONS: tuple[Section, ...] = (
             Option(
                 "api_key",
                 "string",
-                "API key. Prefer leaving it empty and setting the variable api_key_env names, so the key "
-                "stays out of the config file.",
+                "API key. Prefer api_key_file (or the variable api_key_env names), so the key stays out of the "
+                "config file; a key here is refused when others may read the config file (chmod 600 it). "
+                "`config show` prints it as [redacted].",
+                default="",
+            ),
+            Option(
+                "api_key_file",
+                "path",
+                "File holding the API key (its first line), readable only by its owner (0600; a file others "
+                "may read is refused). In system scope it may be root's: install-units gives it to the jobs as the "
+                "systemd credential memsched-api-key (LoadCredential=), so the jobs' user never reads the file "
+                "itself. Takes precedence over api_key and api_key_env.",
                 default="",
             ),
             Option(

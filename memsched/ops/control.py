@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Callable
 
 from memsched.config.load import Config, JobConfig
-from memsched.errors import EXIT_REFUSED, MemschedError
+from memsched.config.secrets import key_variable
+from memsched.errors import EXIT_REFUSED, MemschedError, UsageError
 from memsched.ops.actor import default_actor
 from memsched.ops.status import resolve_jobs
 from memsched.systemd.names import new_instance_name, service_name, timer_name
@@ -38,10 +40,40 @@ class RunOutcome:
     run: RunRecord | None = None
     invocation_id: str | None = None
     request_id: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _pass_key_variable(manager: ManagerClient, config: Config, scope: str, job: JobConfig, caller_env: Mapping[str, str]) -> str | None:
+    """Give the unit the API key variable the caller has and the manager lacks; return a note, or None.
+
+    The units inherit the manager's environment, not the caller's: a key exported in the shell
+    would not reach `memsched run`'s rollup. In user scope the variable is imported into the
+    user manager (as `systemctl --user import-environment VAR`); in system scope that would hand
+    the key to every system service, so it is refused (:class:`UsageError`) with what to do instead.
+    """
+    variable = key_variable(config.settings) if job.kind == "rollup" else None
+    value = caller_env.get(variable, "") if variable else ""
+    if not variable or not value or manager.environment().get(variable) == value:
+        return None
+    if scope == "system":
+        raise UsageError(
+            f"${variable} is set here but not in the system manager's environment, so the job would not see it; "
+            "put the key in a root-only file and name it in summarizer.api_key_file (install-units then loads it as "
+            "the systemd credential memsched-api-key)"
+        )
+    manager.set_environment({variable: value})
+    return f"passed ${variable} from your environment to the user manager (as `systemctl --user import-environment {variable}`)"
 
 
 def run_now(
-    config: Config, scope: str, name: str, *, wait: bool = False, timeout: float | None = None, actor: str | None = None
+    config: Config,
+    scope: str,
+    name: str,
+    *,
+    wait: bool = False,
+    timeout: float | None = None,
+    actor: str | None = None,
+    caller_env: Mapping[str, str] | None = None,
 ) -> RunOutcome:
     """Start a run of the job now through systemd (same unit, limits, journal and accounting as a scheduled run).
 
@@ -54,13 +86,18 @@ def run_now(
 
     Returns the :class:`RunOutcome`. Raises :class:`RunRefused` (exit 5) when the policy
     refused the run, :class:`RunNotStarted` when it did not happen, :class:`MemschedError`
-    when systemd cannot be asked or the wait timed out.
+    when systemd cannot be asked or the wait timed out. With ``caller_env`` (the CLI's
+    environment) an API key variable set there reaches the run (:func:`_pass_key_variable`;
+    ``notes`` says so), or :class:`UsageError` says why it cannot (system scope).
     """
     (job,) = resolve_jobs(config, [name])
     who = actor or default_actor()
     with ManagerClient(scope) as manager:
         if manager.properties(timer_name(job.name))["LoadState"] != "loaded":
             raise MemschedError(f"job {job.name!r} has no units installed; run `memsched install-units` first")
+        notes: list[str] = []
+        if caller_env is not None and (note := _pass_key_variable(manager, config, scope, job, caller_env)):
+            notes.append(note)
         request_id = None
         if job.overlap == "concurrent":
             unit = new_instance_name(job.name, "m")
@@ -75,7 +112,7 @@ def run_now(
         except MemschedError as exc:
             _resolve(config, scope, request_id, "lost", f"systemd did not start {unit}: {exc.message}")
             raise RunNotStarted(f"the run of {job.name!r} did not start: {exc.message}") from None
-        outcome = RunOutcome(job.name, unit, wait, request_id=request_id)
+        outcome = RunOutcome(job.name, unit, wait, request_id=request_id, notes=notes)
         if not wait:
             return outcome
         limit = timeout if timeout is not None else job.timeout / 1000 + 120

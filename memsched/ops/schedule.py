@@ -146,7 +146,7 @@ def validate(
             render(config, scope)
         except UsageError as exc:
             report.problems.append(exc.message)
-        missing = api_key_problem(config.settings, os.environ if job_env is None else job_env)
+        missing = api_key_problem(config.settings, os.environ if job_env is None else job_env, str(config.source) if config.source else None)
         if missing is not None:
             report.problems.append(f"{missing[0]}: {missing[1]}")
     checks = report.jobs

@@ -55,6 +55,8 @@ def render_context(
             parent = os.path.normpath(str(path.parent))
             if not (parent + "/").startswith("/var/lib/memsched/"):
                 extra_paths.append(parent)
+    # System scope: the key file may be root's 0600; PID 1 reads it and hands it to the jobs as a credential.
+    key_file = str(settings.get("summarizer", {}).get("api_key_file") or "") if network and scope == "system" else ""
     return RenderContext(
         scope=scope,
         memsched_argv=(memsched_path,) if memsched_path else memsched_command(),
@@ -63,6 +65,7 @@ def render_context(
         read_write_paths=tuple(sorted(set(extra_paths))),
         network=network,
         facade=facade_unit_vars(config, scope),
+        api_key_credential=os.path.normpath(key_file) if key_file else "",
     )
 
 

@@ -21,8 +21,8 @@ def make_summarizer(config: object, env: dict[str, str] | None = None, *, should
     An API summarizer polls ``should_stop()`` while it waits on the network and then
     raises :class:`SummarizerStopped`.
 
-    Raises :class:`ConfigError` when an API summarizer has no API key (neither
-    ``summarizer.api_key`` nor the variable ``summarizer.api_key_env`` names).
+    Raises :class:`ConfigError` when an API summarizer has no usable API key
+    (:func:`memsched.config.secrets.find_api_key`: none found, or one others may read).
     """
     settings = dict(getattr(config, "settings", {}).get("summarizer", {}) or {})
     kind = settings.get("kind") or "local"
@@ -31,9 +31,10 @@ def make_summarizer(config: object, env: dict[str, str] | None = None, *, should
     from memsched.config.secrets import find_api_key
     from memsched.summarize.api import ApiSummarizer
 
-    found = find_api_key(getattr(config, "settings", {}), os.environ if env is None else env)
+    source = str(getattr(config, "source", "") or "") or None
+    found = find_api_key(getattr(config, "settings", {}), os.environ if env is None else env, source)
     if found.problem:
-        raise ConfigError([("summarizer.api_key", found.problem)], source=str(getattr(config, "source", "") or "") or None)
+        raise ConfigError([(found.problem_key, found.problem)], source=source)
     key = found.key
     base_url = str(settings.get("base_url") or "")
     if base_url and not base_url.startswith(("http://", "https://")):

@@ -128,6 +128,10 @@ class ManagerClient:
         pairs = [str(item).partition("=") for item in _decode(body)]
         return {name: value for name, _, value in pairs if name}
 
+    def set_environment(self, assignments: dict[str, str]) -> None:
+        """Add ``NAME=value`` pairs to the manager's environment block (what `systemctl set-environment` does)."""
+        self._manager("SetEnvironment", "as", [f"{k}={v}".encode() for k, v in assignments.items()])
+
     def unit_path(self, unit: str) -> bytes:
         """Return the unit's object path, loading the unit (LoadUnit works for unloaded and missing units)."""
         return self._manager("LoadUnit", "s", unit.encode())

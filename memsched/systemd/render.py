@@ -30,6 +30,7 @@ from memsched import __version__
 from memsched.config import values
 from memsched.config.durations import format_duration_ms
 from memsched.config.load import Config, JobConfig
+from memsched.config.secrets import CREDENTIAL_NAME
 from memsched.errors import UsageError
 from memsched.locate import SYSTEM_USER
 from memsched.systemd.names import failure_unit_name, instance_template_name, service_name, timer_name
@@ -73,6 +74,7 @@ class RenderContext:
     read_write_paths: tuple[str, ...] = ()
     network: bool = False
     facade: dict[str, object] | None = None  # memsched-grpc.* variables (memsched.systemd.facade_units); None: not rendered
+    api_key_credential: str = ""  # summarizer.api_key_file, loaded as the credential memsched-api-key (system scope)
 
 
 # ------------------------------------------------------------------ escaping
@@ -164,6 +166,16 @@ def path_value(value: object) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%") + '"'
 
 
+def credential_path(value: object) -> str:
+    """Write the path of LoadCredential=ID:PATH: systemd takes the rest of the line as it is (no
+    unquoting), expanding specifiers, so only ``%`` is doubled; edge whitespace would be lost and is refused."""
+    text = str(value)
+    _rule(values.check_absolute_path, text, "the path")
+    if text != text.strip():
+        raise RenderError(f"summarizer.api_key_file {text!r}: no leading or trailing whitespace")
+    return text.replace("%", "%%")
+
+
 def timespan(ms: object) -> str:
     return format_duration_ms(int(ms))  # type: ignore[arg-type]
 
@@ -196,6 +208,7 @@ def environment() -> jinja2.Environment:
         exec_line=exec_line,
         exec_arg=exec_arg,
         path_value=path_value,
+        credential_path=credential_path,
         description=description,
         timespan=timespan,
     )
@@ -257,6 +270,8 @@ def render_job(job: JobConfig, ctx: RenderContext) -> list[RenderedUnit]:
         read_write_paths=ctx.read_write_paths,
         network=ctx.network,
         journal_access=False,
+        api_key_credential=ctx.api_key_credential,
+        credential_name=CREDENTIAL_NAME,
     )
     units = [
         RenderedUnit(
