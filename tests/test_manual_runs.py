@@ -165,3 +165,55 @@ def test_queue_runs_a_slot_that_elapsed_during_a_manual_run(systemd: SystemdTest
     assert after[0]["result"] == "success"
     time.sleep(1)
     assert len(actual_runs(config, "qs")) == 2, "one run for the slot, not more"
+
+
+def test_run_wait_does_not_take_a_dbus_error_for_the_end_of_the_run(systemd: SystemdTestEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A D-Bus error while waiting (a dropped connection, a reply timeout) is not "the job is done" (issue 11.5)."""
+    from memsched.config.load import load_config
+    from memsched.errors import MemschedError
+    from memsched.ops.control import run_now
+    from memsched.systemd.manager import ManagerClient
+
+    config_path = write_config(systemd.tmp, {"steady": command_job(["/bin/sleep", "2"], cron="0 0 1 1 *", overlap="queue")})
+    install(systemd, config_path)
+    for key, value in systemd.env.items():
+        monkeypatch.setenv(key, value)
+    real_call = ManagerClient._call
+    failures = {"left": 5, "injected": 0}
+
+    def flaky(self, path, interface, method, signature="", args=None):  # type: ignore[no-untyped-def]
+        if path.startswith(b"/org/freedesktop/systemd1/job/") and failures["left"] > 0:
+            failures["left"] -= 1
+            failures["injected"] += 1
+            raise MemschedError("systemd Get failed: [err -110]: Connection timed out")
+        return real_call(self, path, interface, method, signature, args)
+
+    monkeypatch.setattr(ManagerClient, "_call", flaky)
+    outcome = run_now(load_config(config_path), "user", "steady", wait=True, timeout=60)
+    assert failures["injected"] == 5, "the faults were injected while waiting"
+    assert outcome.run is not None and outcome.run.result == "success" and outcome.run.ended_ms, outcome
+    assert outcome.exit_code == 0 and outcome.run.duration_ms >= 1500
+    assert systemd.show("memsched-steady.service", "ActiveState")["ActiveState"] == "inactive"
+
+
+def test_run_wait_gives_up_with_a_clear_error_when_the_manager_stays_away(systemd: SystemdTestEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    from memsched.config.load import load_config
+    from memsched.errors import MemschedError
+    from memsched.ops.control import run_now
+    from memsched.systemd.manager import ManagerClient
+
+    config_path = write_config(systemd.tmp, {"steady": command_job(["/bin/sleep", "3"], cron="0 0 1 1 *", overlap="queue")})
+    install(systemd, config_path)
+    for key, value in systemd.env.items():
+        monkeypatch.setenv(key, value)
+    real_call = ManagerClient._call
+
+    def broken(self, path, interface, method, signature="", args=None):  # type: ignore[no-untyped-def]
+        if path.startswith(b"/org/freedesktop/systemd1/job/"):
+            raise MemschedError("systemd Get failed: [err -104]: Connection reset by peer")
+        return real_call(self, path, interface, method, signature, args)
+
+    monkeypatch.setattr(ManagerClient, "_call", broken)
+    with pytest.raises(MemschedError, match="while waiting for memsched-steady.service.*Connection reset by peer"):
+        run_now(load_config(config_path), "user", "steady", wait=True, timeout=1.5)
+    systemd.wait_unit_state("memsched-steady.service", "inactive", timeout=20)

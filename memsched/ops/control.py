@@ -116,7 +116,7 @@ def run_now(
         if not wait:
             return outcome
         limit = timeout if timeout is not None else job.timeout / 1000 + 120
-        if not manager.wait_job_done(job_path, limit):
+        if not manager.wait_job_done(job_path, limit, what=unit):
             raise MemschedError(f"gave up waiting for {unit} after {limit:.0f}s")
         props = manager.properties(unit, "org.freedesktop.systemd1.Unit", SERVICE_IFACE)
         outcome.invocation_id = str(props.get("InvocationID") or "") or None

@@ -249,16 +249,50 @@ class ManagerClient:
             self.reload()
         return changes
 
-    def wait_job_done(self, job_path: str, timeout: float) -> bool:
-        """Wait until a job object disappears (the job finished); return False on timeout."""
+    def wait_job_done(self, job_path: str, timeout: float, what: str | None = None) -> bool:
+        """Wait until a job object disappears (the job finished); return False on timeout.
+
+        Only the manager's own answer that the object is unknown means the job is gone.
+        Any other error (the connection dropped, a reply timed out, the manager was
+        re-executed) is not the end of the job: the wait goes on, on a new connection.
+        Raises :class:`MemschedError` naming ``what`` (default: the job) and the last
+        error when the manager could not be asked until the deadline.
+        """
         deadline = time.monotonic() + timeout
+        last_error: MemschedError | None = None
         while time.monotonic() < deadline:
-            try:
-                self._call(job_path.encode(), _PROPS_IFACE, b"Get", "ss", [b"org.freedesktop.systemd1.Job", b"State"])
-            except MemschedError:
-                return True
+            if self._bus is None:
+                self._reconnect()
+            if self._bus is None:
+                last_error = last_error or ManagerUnavailable(f"cannot reconnect to the {self.scope} manager")
+            else:
+                try:
+                    self._call(job_path.encode(), _PROPS_IFACE, b"Get", "ss", [b"org.freedesktop.systemd1.Job", b"State"])
+                    last_error = None
+                except MemschedError as exc:
+                    if _UNKNOWN_OBJECT in exc.message:
+                        return True
+                    last_error = exc
+                    self._reconnect()
             time.sleep(0.05)
+        if last_error is not None:
+            raise MemschedError(
+                f"lost the {self.scope} manager while waiting for {what or job_path} (the run may still be going; "
+                f"see `systemctl --{self.scope} status`): {last_error.message}"
+            )
         return False
+
+    def _reconnect(self) -> None:
+        """Drop the connection and open a new one; a failure leaves it closed (the next call fails and is retried)."""
+        self.close()
+        try:
+            self.open()
+        except MemschedError:
+            self._bus = None  # still away: the caller tries again until its deadline
+
+
+# What sd-bus says for an object path nothing serves (EBADR): a job object is gone once its job ended.
+_UNKNOWN_OBJECT = "Unknown object"
 
 
 def _translate(exc: Exception, method: str) -> MemschedError:
