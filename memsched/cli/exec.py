@@ -86,9 +86,11 @@ def notify_failure_cmd(job: str) -> None:
     """
     from memsched.ops.alerts import notify_failure
 
+    from memsched.systemd.names import job_of_failure_instance
+
     ctx = app()
-    try:
-        report = notify_failure(ctx.config(), ctx.scope, job)
+    try:  # a concurrent job's instance fails into memsched-failure@JOB:INSTANCE.service
+        report = notify_failure(ctx.config(), ctx.scope, job_of_failure_instance(job))
     except MemschedError as exc:
         click.echo(f"memsched notify-failure: {exc.message}", err=True)
         sys.exit(exc.exit_code)

@@ -125,6 +125,7 @@ def run_now(
     with open_registry(config, scope) as registry:
         outcome.run = _served_run(registry, job, outcome)
     run = outcome.run
+    outcome.invocation_id = run.invocation_id or outcome.invocation_id
     if run.exit_code is not None:
         outcome.exit_code = run.exit_code
         # A command job that failed reports its own exit status, not the runner's generic 1.
@@ -176,8 +177,12 @@ def _served_run(registry: Registry, job: JobConfig, outcome: RunOutcome) -> RunR
     gate refused it, a run the timer had started just before took the start, or the unit
     failed before the runner recorded anything. The request is resolved with the reason.
     """
-    if outcome.request_id is None:  # a concurrent instance: its own unit, its own invocation
-        run = registry.find_run(job.name, outcome.invocation_id) if outcome.invocation_id else None
+    if outcome.request_id is None:  # a concurrent instance: its own unit, its own run
+        # The instance unit is unloaded once inactive, so its InvocationID may be gone: the run records its instance.
+        instance = outcome.unit.split("@", 1)[-1].rsplit(".", 1)[0]
+        run = next((r for r in registry.history(job.name, limit=200, include_skips=False) if r.instance == instance), None)
+        if run is None and outcome.invocation_id:
+            run = registry.find_run(job.name, outcome.invocation_id)
         if run is None:
             raise RunNotStarted(f"{outcome.unit} ended ({outcome.result or 'unknown'}) without recording a run of {job.name!r}")
         return run

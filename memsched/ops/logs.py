@@ -14,7 +14,7 @@ from pathlib import Path
 from memsched.config.load import Config
 from memsched.errors import MemschedError, UsageError
 from memsched.ops.status import resolve_jobs
-from memsched.systemd.names import failure_unit_name, instance_pattern, service_name
+from memsched.systemd.names import failure_instance_pattern, failure_unit_name, instance_pattern, service_name
 from memsched.registry import RunRecord, open_registry
 
 _INVOCATION = re.compile(r"^[0-9a-f]{32}$")
@@ -68,7 +68,7 @@ def journal_command(
     unit_flag = "--user-unit" if scope == "user" else "--unit"
     # The plain names first: journalctl refuses a pattern that matches no unit in the journal
     # unless another name is given, and shows nothing (not everything) for a name never seen.
-    for unit in (service_name(job.name), failure_unit_name(job.name), instance_pattern(job.name)):
+    for unit in (service_name(job.name), failure_unit_name(job.name), instance_pattern(job.name), failure_instance_pattern(job.name)):
         argv.append(f"{unit_flag}={unit}")
     if invocation:
         invocation = invocation.replace("-", "").lower()

@@ -22,6 +22,26 @@ def failure_unit_name(job: str) -> str:
     return f"{UNIT_PREFIX}failure@{job}.service"
 
 
+def instance_failure_unit(job: str) -> str:
+    """Return the OnFailure= of a concurrent job's instance template: ``memsched-failure@<job>:%i.service``.
+
+    One failure unit instance per run instance, so two instances failing at once make two
+    notifications (a start of a failure unit that is already running would merge into it).
+    The failure unit gets ``<job>:<instance>`` as its instance name.
+    """
+    return f"{UNIT_PREFIX}failure@{job}:%i.service"
+
+
+def failure_instance_pattern(job: str) -> str:
+    """The glob matching the failure units of a concurrent job's instances."""
+    return f"{UNIT_PREFIX}failure@{job}:*.service"
+
+
+def job_of_failure_instance(instance: str) -> str:
+    """Return the job a failure unit's instance name (``<job>`` or ``<job>:<run instance>``) is about."""
+    return instance.split(":", 1)[0]
+
+
 def instance_template_name(job: str) -> str:
     return f"{UNIT_PREFIX}{job}@.service"
 

@@ -33,7 +33,7 @@ from memsched.config.load import Config, JobConfig
 from memsched.config.secrets import CREDENTIAL_NAME
 from memsched.errors import UsageError
 from memsched.locate import SYSTEM_USER
-from memsched.systemd.names import failure_unit_name, instance_template_name, service_name, timer_name
+from memsched.systemd.names import failure_unit_name, instance_failure_unit, instance_template_name, service_name, timer_name
 from memsched.text import first_control_char
 
 FAILURE_UNIT_TEMPLATE = "memsched-failure@.service"
@@ -301,7 +301,7 @@ def render_job(job: JobConfig, ctx: RenderContext) -> list[RenderedUnit]:
             RenderedUnit(
                 instance_template_name(job.name),
                 env.get_template("service.j2").render(
-                    **common,
+                    **{**common, "failure_unit": instance_failure_unit(job.name)},
                     unit_name=instance_template_name(job.name),
                     description=Specifier(job.description.replace("%", "%%") + " (run %i)"),
                     gate=None,
