@@ -10,10 +10,8 @@ import click
 from memsched.cli.reference import complete_jobs
 
 from memsched.cli.common import app, common_options
-from memsched.config.secrets import api_key_problem
-from memsched.errors import ConfigError, MemschedError
-from memsched.jobs import runner
-from memsched.ops.schedule import get_job
+from memsched.cli.fastexec import ExecArgs, run_exec
+from memsched.errors import MemschedError
 
 
 @click.command("exec")
@@ -31,48 +29,7 @@ def exec_cmd(job: str, as_gate: bool, spawn: bool, instance: str | None) -> None
     255 cannot decide.
     """
     ctx = app()
-    try:
-        config = ctx.config()
-        job_cfg = get_job(config, job)
-        scope = ctx.scope
-        if job_cfg.kind == "rollup" and not (as_gate or spawn):
-            missing = api_key_problem(config.settings, os.environ, str(config.source) if config.source else None)  # the environment the unit gave this run
-            if missing is not None:
-                raise ConfigError([missing], source=str(config.source) if config.source else None)
-    except MemschedError as exc:
-        click.echo(f"memsched exec: {exc.message}", err=True)
-        sys.exit(runner.GATE_ERROR if as_gate else runner.EXIT_USAGE)
-    except Exception as exc:  # noqa: BLE001 - the gate must end in 255, never in a "skip" traceback (exit 1)
-        _unexpected(exc, runner.GATE_ERROR if as_gate else runner.EXIT_USAGE)
-    try:
-        if as_gate:
-            sys.exit(runner.gate(config, job_cfg, scope))
-        if spawn:
-            sys.exit(runner.spawn(config, job_cfg, scope))
-        sys.exit(runner.execute(config, job_cfg, scope, instance))
-    except MemschedError as exc:
-        click.echo(f"memsched exec: {exc.message}", err=True)
-        sys.exit(runner.GATE_ERROR if as_gate else runner.EXIT_FAILED)
-    except Exception as exc:  # noqa: BLE001 - see _unexpected
-        _unexpected(exc, runner.GATE_ERROR if as_gate else runner.EXIT_FAILED)
-
-
-def _unexpected(exc: Exception, code: int) -> None:
-    """Print one line for an error no layer below turned into a MemschedError, and exit with ``code``.
-
-    Under systemd the exit code is the whole message: the gate's 255 makes the start fail
-    (not a silent skip), the runner's 1 marks the unit failed so OnFailure= reports it.
-    MEMSCHED_DEBUG=1 shows the traceback instead.
-    """
-    import sqlite3
-
-    if os.environ.get("MEMSCHED_DEBUG"):
-        raise exc
-    if isinstance(exc, sqlite3.Error):
-        text = f"the run registry cannot be used: {type(exc).__name__}: {exc}"
-    else:
-        text = f"internal error: {type(exc).__name__}: {exc} (set MEMSCHED_DEBUG=1 for the traceback)"
-    click.echo(f"memsched exec: {' '.join(text.split())}", err=True)
+    code = run_exec(ExecArgs(job, ctx.config_flag, ctx.scope_flag, as_gate, spawn, instance))
     sys.exit(code)
 
 
