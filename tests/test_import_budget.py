@@ -40,9 +40,11 @@ NOT_ON_EXEC = (
     "memsched.systemd.predict", "memsched.systemd.render", "memsched.systemd.install", "memsched.systemd.dst",
     "memsched.systemd.sandbox", "memsched.store", "memsched.summarize", "memsched.jobs.rollup", "memsched.jobs.compaction",
 )
+# status reads the store's verification state (memsched.jobs.verify, the store's schema), nothing that runs a job
 NOT_ON_STATUS = (
     "memsched.facade", "memsched.systemd.predict", "memsched.systemd.render", "memsched.systemd.install",
-    "memsched.systemd.dst", "memsched.store", "memsched.summarize", "memsched.jobs",
+    "memsched.systemd.dst", "memsched.summarize", "memsched.jobs.runner", "memsched.jobs.rollup",
+    "memsched.jobs.compaction", "memsched.store.build", "memsched.store.segment",
 )
 # Third-party packages each path may load.
 EXEC_THIRD_PARTY = {"pystemd", "cython_runtime", "sdnotify"}  # cython_runtime: pystemd is Cython
