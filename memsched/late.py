@@ -56,7 +56,7 @@ def grace_ms(config: Config) -> int:
 
 def longest_run_ms(job: JobConfig) -> int:
     """Return the longest a run of ``job`` may take: its timeout, twice it for jobs that may extend it."""
-    return job.timeout * (2 if job.kind in ("rollup", "compaction") else 1)
+    return job.timeout * (2 if job.kind in ("rollup", "compaction", "verify") else 1)
 
 
 def interval_ms(job: JobConfig, now_ms: int) -> int | None:
