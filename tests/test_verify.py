@@ -151,3 +151,11 @@ def test_a_store_too_damaged_to_read_is_a_finding(path: Path) -> None:
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT value FROM store_meta WHERE key = 'verify.last_result'").fetchone()[0].startswith("events: ")
     conn.close()
+
+
+def test_the_built_in_verify_job_may_take_twice_its_timeout_before_it_counts_as_late() -> None:
+    from memsched.config.load import parse_config
+    from memsched.late import longest_run_ms
+
+    job = parse_config({}).jobs["store_verify"]
+    assert job.kind == "verify" and longest_run_ms(job) == 2 * job.timeout  # it extends its timeout while it makes progress
