@@ -114,3 +114,23 @@ def test_status_shows_a_job_late_by_the_rules_definition_until_a_good_run(system
     proc = systemd.memsched("run", "stalled", "--wait", "--config", str(config))
     assert proc.returncode == 0, proc.stderr
     assert status()["stalled"]["late"] is False, "a good run ends the lateness"
+
+
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("late_grace", "soon", "alerts.late_grace: 'soon' is not a duration"),
+        ("paused_after", -5, "alerts.paused_after"),
+        ("lost_slots", -1, "alerts.lost_slots: expected an integer from 0 to 1000000, got -1"),
+        ("skipped_slots", "many", "alerts.skipped_slots"),
+    ],
+)
+def test_bad_alert_thresholds_are_refused_naming_the_key(tmp_path: Path, key: str, value: object, message: str) -> None:
+    import subprocess
+    import sys
+
+    config = write_config(tmp_path, {}, extra={"alerts": {key: value}})
+    before = config.read_text()
+    proc = subprocess.run([sys.executable, "-m", "memsched", "--config", str(config), "config", "show"], capture_output=True, text=True)
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    assert config.read_text() == before and not (tmp_path / "registry.db").exists(), "nothing changed"

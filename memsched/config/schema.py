@@ -426,6 +426,7 @@ SECTIONS: tuple[Section, ...] = (
                 "The rule MemschedJobLostSlots fires when more slots than this were lost in 24 hours.",
                 default=0,
                 minimum=0,
+                maximum=1_000_000,
             ),
             Option(
                 "skipped_slots",
@@ -434,6 +435,7 @@ SECTIONS: tuple[Section, ...] = (
                 "own policy (overlap, coalesced) in 24 hours.",
                 default=3,
                 minimum=0,
+                maximum=1_000_000,
             ),
         ),
     ),

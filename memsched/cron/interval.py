@@ -26,7 +26,7 @@ from datetime import date, datetime, timedelta, timezone
 from functools import lru_cache
 
 from memsched.cron.calendar import date_lines
-from memsched.cron.parse import CronSpec, parse_cron
+from memsched.cron.parse import CronSpec, DaySpec, WeekdaySpec, parse_cron
 
 DAY_S = 86_400
 _BEFORE_DAYS = 366
@@ -51,15 +51,15 @@ def expected_interval_ms(spec: CronSpec | str, tz: str = "UTC", around: datetime
 @lru_cache(maxsize=256)
 def _interval_s(spec: CronSpec, tz: str, today: int) -> int | None:
     times = _times_of_day(spec)
-    days = _matching_days(spec, today - _BEFORE_DAYS, today + _AFTER_DAYS)
+    days = _matching_days(spec.months, spec.dom, spec.dow, spec.years, today - _BEFORE_DAYS, today + _AFTER_DAYS)
     if not times or not days or (len(days) == 1 and len(times) == 1):
         return None
     longest = _longest_gap(times) if len(times) > 1 else 0
-    span = times[-1] - times[0]
-    for a, b in zip(days, days[1:]):
-        longest = max(longest, (b - a) * DAY_S - span)
+    if len(days) > 1:
+        # The longest stretch between fire days, from the last time of one to the first of the next.
+        longest = max(longest, _longest_day_gap(days) * DAY_S - (times[-1] - times[0]))
     if tz not in ("UTC", "Etc/UTC", "UTC0"):
-        longest = max(longest, _dst_longest(days, times, tz))
+        longest = max(longest, _dst_longest(days, times, tz, today - _BEFORE_DAYS, today + _AFTER_DAYS))
     return longest
 
 
@@ -72,13 +72,25 @@ def _longest_gap(values: list[int]) -> int:
     return max(b - a for a, b in zip(values, values[1:]))
 
 
-def _matching_days(spec: CronSpec, first: int, last: int) -> list[int]:
-    """Return the ordinals of the days in [first, last] the calendar fires on."""
-    lines = date_lines(spec)
-    out = []
+@lru_cache(maxsize=64)
+def _longest_day_gap(days: tuple[int, ...]) -> int:
+    """The most days between two consecutive fire days (cached: jobs share their date fields)."""
+    return max(b - a for a, b in zip(days, days[1:]))
+
+
+@lru_cache(maxsize=64)
+def _matching_days(
+    months: frozenset[int], dom: DaySpec | None, dow: WeekdaySpec | None, years: frozenset[int] | None, first: int, last: int
+) -> tuple[int, ...]:
+    """Return the ordinals of the days in [first, last] a calendar with these date fields fires on.
+
+    Keyed on the date fields alone, so jobs that differ only in their time of day share one walk.
+    """
+    lines = date_lines(CronSpec("", frozenset({0}), frozenset({0}), frozenset({0}), months, dom, dow, years))
+    out: list[int] = []
     for ordinal in range(first, last + 1):
         day = date.fromordinal(ordinal)
-        if spec.years is not None and day.year not in spec.years:
+        if years is not None and day.year not in years:
             continue
         weekday = (day.weekday() + 1) % 7  # cron numbering: 0 = Sunday
         length = _calendar.monthrange(day.year, day.month)[1]
@@ -88,17 +100,13 @@ def _matching_days(spec: CronSpec, first: int, last: int) -> list[int]:
             if line.days is None or (length - day.day + 1 if line.from_end else day.day) in line.days:
                 out.append(ordinal)
                 break
-    return out
+    return tuple(out)
 
 
-def _dst_longest(days: list[int], times: list[int], tz: str) -> int:
+def _dst_longest(days: tuple[int, ...], times: list[int], tz: str, first: int, last: int) -> int:
     """Return the longest real time between fire times that straddle a transition of ``tz`` (0 if none)."""
-    from memsched.cron.zones import transitions
-
-    start = datetime.combine(date.fromordinal(days[0]), datetime.min.time(), timezone.utc) - timedelta(days=1)
-    end = datetime.combine(date.fromordinal(days[-1]), datetime.min.time(), timezone.utc) + timedelta(days=2)
     longest = 0
-    for tr in transitions(tz, start, end):
+    for tr in _transitions(tz, first, last):
         w0, w1 = tr.wall_window()
         shift = int(abs((tr.after - tr.before).total_seconds()))
         if tr.kind == "gap":
@@ -115,6 +123,16 @@ def _dst_longest(days: list[int], times: list[int], tz: str) -> int:
     return longest
 
 
+@lru_cache(maxsize=16)
+def _transitions(tz: str, first: int, last: int) -> tuple:
+    """The zone's transitions from the day before ``first`` to two days after ``last`` (ordinals), once per zone."""
+    from memsched.cron.zones import transitions
+
+    start = datetime.combine(date.fromordinal(first), datetime.min.time(), timezone.utc) - timedelta(days=1)
+    end = datetime.combine(date.fromordinal(last), datetime.min.time(), timezone.utc) + timedelta(days=2)
+    return tuple(transitions(tz, start, end, step=timedelta(days=1)))  # ten years: sampled daily
+
+
 def _wall_seconds(ordinal: int, tod: int) -> int:
     return ordinal * DAY_S + tod
 
@@ -123,7 +141,7 @@ def _split(wall: datetime) -> tuple[int, int]:
     return wall.date().toordinal(), wall.hour * 3600 + wall.minute * 60 + wall.second
 
 
-def _last_before(days: list[int], times: list[int], wall: datetime) -> int | None:
+def _last_before(days: tuple[int, ...], times: list[int], wall: datetime) -> int | None:
     """The last fire strictly before the naive wall time, as wall seconds (None when outside the window)."""
     ordinal, tod = _split(wall)
     i = bisect.bisect_left(days, ordinal)
@@ -134,7 +152,7 @@ def _last_before(days: list[int], times: list[int], wall: datetime) -> int | Non
     return _wall_seconds(days[i - 1], times[-1]) if i > 0 else None
 
 
-def _first_at_or_after(days: list[int], times: list[int], wall: datetime) -> int | None:
+def _first_at_or_after(days: tuple[int, ...], times: list[int], wall: datetime) -> int | None:
     """The first fire at or after the naive wall time, as wall seconds (None when outside the window)."""
     ordinal, tod = _split(wall)
     i = bisect.bisect_left(days, ordinal)

@@ -28,11 +28,15 @@ class Transition:
         return (a, b) if a < b else (b, a)
 
 
-def transitions(zone_name: str, start: datetime, end: datetime) -> list[Transition]:
-    """Return the zone's offset changes between two aware datetimes, to the second."""
+def transitions(zone_name: str, start: datetime, end: datetime, step: timedelta = timedelta(hours=6)) -> list[Transition]:
+    """Return the zone's offset changes between two aware datetimes, to the second.
+
+    The offset is sampled every ``step`` and each change found is bisected; two changes
+    closer together than ``step`` that cancel out would be missed, so a coarse step is
+    only for long windows (no zone changes its offset twice within a day).
+    """
     zone = ZoneInfo(zone_name)
     found = []
-    step = timedelta(hours=6)
     t = start.astimezone(timezone.utc)
     end = end.astimezone(timezone.utc)
     previous = t.astimezone(zone).utcoffset()
