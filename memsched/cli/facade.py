@@ -25,8 +25,10 @@ def _duration(value: str | None, option: str) -> int | None:
 @click.option("--listen", "listen", metavar="ADDR", default=None,
               help="unix:PATH or tcp:HOST:PORT (default: facade.listen, else $XDG_RUNTIME_DIR/memsched/grpc.sock "
                    "or /run/memsched/grpc.sock). Ignored when systemd passes the socket.")
-@click.option("--allow-remote", is_flag=True, default=False, help="Allow a TCP address that is not loopback (needs --token-file).")
+@click.option("--allow-remote", is_flag=True, default=False, help="Allow a TCP address that is not loopback (needs a token file and TLS).")
 @click.option("--token-file", metavar="FILE", default=None, help="Bearer token TCP callers must send (required for TCP).")
+@click.option("--tls-cert", metavar="FILE", default=None, help="PEM certificate: TCP is then TLS (default: facade.tls_cert_file).")
+@click.option("--tls-key", metavar="FILE", default=None, help="Its PEM private key, not readable by others (default: facade.tls_key_file).")
 @click.option("--group", metavar="GROUP", default=None, help="Members may pause, resume and run over the unix socket (default: facade.group).")
 @click.option("--idle-timeout", metavar="DURATION", default=None,
               help="Exit after this long without calls (0: never). Default: facade.idle_timeout when "
@@ -34,8 +36,8 @@ def _duration(value: str | None, option: str) -> int | None:
 @click.option("--drain-timeout", metavar="DURATION", default=None, help="How long calls in flight may finish on stop (default: facade.drain_timeout).")
 @common_options
 @handle_errors
-def serve_cmd(listen: str | None, allow_remote: bool, token_file: str | None, group: str | None,
-              idle_timeout: str | None, drain_timeout: str | None) -> None:
+def serve_cmd(listen: str | None, allow_remote: bool, token_file: str | None, tls_cert: str | None, tls_key: str | None,
+              group: str | None, idle_timeout: str | None, drain_timeout: str | None) -> None:
     """Serve the MemoryService gRPC facade: GetSchedulerStatus, PauseJob, ResumeJob (the original
     contract), RunJob, GetJobHistory, and the standard health service.
 
@@ -49,6 +51,8 @@ def serve_cmd(listen: str | None, allow_remote: bool, token_file: str | None, gr
         listen=listen,
         allow_remote=allow_remote,
         token_file=token_file,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
         group=group,
         idle_timeout_ms=_duration(idle_timeout, "--idle-timeout"),
         drain_timeout_ms=_duration(drain_timeout, "--drain-timeout"),

@@ -177,7 +177,7 @@ def cross_check(settings: dict[str, dict[str, object]], jobs: dict[str, JobConfi
     """Return the problems no single key shows: keys that are valid alone but not together.
 
     The facade's: TCP needs ``token_file``; an address that is not loopback needs
-    ``allow_remote``; a job named ``grpc`` would take the facade's unit names.
+    ``allow_remote``, which needs TLS (``tls_cert_file`` and ``tls_key_file``, both or neither); a job named ``grpc`` would take the facade's unit names.
     Each problem is ``(key path, message)``, as in :class:`ConfigError`.
     """
     problems: list[tuple[str, str]] = []
@@ -189,6 +189,12 @@ def cross_check(settings: dict[str, dict[str, object]], jobs: dict[str, JobConfi
             problems.append(("facade.listen", f"{listen!r}: TCP needs facade.token_file"))
         elif address.kind == "tcp" and not facade.get("allow_remote") and not values.is_loopback_ip(address.host):
             problems.append(("facade.listen", f"{listen!r}: not a loopback address; set facade.allow_remote = true to serve the network"))
+    if bool(facade.get("tls_cert_file")) != bool(facade.get("tls_key_file")):
+        missing = "facade.tls_key_file" if facade.get("tls_cert_file") else "facade.tls_cert_file"
+        problems.append((missing, "TLS needs both facade.tls_cert_file and facade.tls_key_file"))
+    elif facade.get("allow_remote") and not facade.get("tls_cert_file"):
+        problems.append(("facade.allow_remote", "serving the network needs facade.tls_cert_file and facade.tls_key_file "
+                         "(the bearer token would cross the network in clear)"))
     grpc = jobs.get("grpc")
     if facade.get("enabled") and grpc is not None and grpc.enabled:
         problems.append(("jobs.grpc", "its units would clash with the facade's memsched-grpc.service; rename the job, or set facade.enabled = false"))

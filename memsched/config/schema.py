@@ -464,8 +464,23 @@ SECTIONS: tuple[Section, ...] = (
             Option(
                 "allow_remote",
                 "boolean",
-                "Allow a TCP address that is not loopback (callers then need the token of token_file).",
+                "Allow a TCP address that is not loopback (callers then need the token of token_file). Needs "
+                "tls_cert_file and tls_key_file: the token must not cross the network in clear.",
                 default=False,
+            ),
+            Option(
+                "tls_cert_file",
+                "path",
+                "PEM certificate (chain) the TCP facade presents: TCP is then TLS (1.2 or later, ALPN h2), and "
+                "the bearer token travels encrypted. Needs tls_key_file. Clients trust it with "
+                "$MEMSCHED_TLS_CA_FILE. Required with allow_remote.",
+                default="",
+            ),
+            Option(
+                "tls_key_file",
+                "path",
+                "PEM private key of tls_cert_file; must not be readable by others.",
+                default="",
             ),
             Option(
                 "token_file",

@@ -1,7 +1,8 @@
 """A client of the facade (what `memsched --endpoint ADDR ...` uses): calls with the generated stub, gRPC errors as memsched errors.
 
 Endpoints use the ``--listen`` syntax: ``unix:PATH`` or ``tcp:HOST:PORT``. Over TCP
-the token is sent as ``authorization: Bearer TOKEN``.
+the token is sent as ``authorization: Bearer TOKEN``; with ``$MEMSCHED_TLS_CA_FILE`` set
+the TCP connection is TLS, the server's certificate checked against that CA and the host.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from memsched.errors import EXIT_NO_MANAGER, MemschedError, PermissionDenied, Us
 from memsched.facade._generated import memory_scheduler_pb2 as pb
 from memsched.facade._generated import memory_scheduler_pb2_grpc as pb_grpc
 from memsched.facade.listen import ListenAddress, parse_address
+from memsched.facade.tls import client_ca
 
 TOKEN_FILE_ENV = "MEMSCHED_TOKEN_FILE"
 DEFAULT_TIMEOUT = 30.0
@@ -52,7 +54,11 @@ class FacadeClient:
         self.address = parse_address(endpoint, "--endpoint")
         self.timeout = timeout
         self._metadata = (("authorization", f"Bearer {token}"),) if token else ()
-        self._channel = grpc.insecure_channel(grpc_target(self.address))
+        ca = client_ca() if self.address.kind == "tcp" else None
+        if ca is not None:  # TLS: the server's certificate must chain to $MEMSCHED_TLS_CA_FILE and name the host
+            self._channel = grpc.secure_channel(grpc_target(self.address), grpc.ssl_channel_credentials(root_certificates=ca))
+        else:
+            self._channel = grpc.insecure_channel(grpc_target(self.address))
         self.stub = pb_grpc.MemoryServiceStub(self._channel)
 
     def close(self) -> None:

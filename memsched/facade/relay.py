@@ -25,6 +25,7 @@ import asyncio
 import errno
 import secrets
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -69,12 +70,15 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
 class Relay:
     """Accepts on ``listeners`` and relays every connection to the gRPC server at unix ``upstream``.
 
+    With ``tls``, TCP connections are TLS, terminated here (unix sockets stay plain).
+
     ``last_activity`` (time.monotonic) moves with every relayed chunk and
     connection; ``connections`` counts open ones.
     """
 
-    def __init__(self, listeners: list[socket.socket], upstream: str, max_connections: int = 1024):
+    def __init__(self, listeners: list[socket.socket], upstream: str, max_connections: int = 1024, tls: ssl.SSLContext | None = None):
         self._listeners = listeners
+        self._tls = tls  # TCP listeners speak TLS with this context (the token must not cross a network in clear)
         self._upstream = upstream
         self._max = max_connections
         self._peers: dict[str, Peer] = {}
@@ -119,7 +123,9 @@ class Relay:
         for sock in self._listeners:
             sock.setblocking(False)
             transport = "unix" if sock.family == socket.AF_UNIX else "tcp"
-            self._servers.append(await loop.create_server(partial(_ClientSide, self, transport), sock=sock))
+            tls = self._tls if transport == "tcp" else None
+            self._servers.append(await loop.create_server(partial(_ClientSide, self, transport), sock=sock, ssl=tls,
+                                                          ssl_handshake_timeout=10 if tls else None))
 
     def stop_accepting(self) -> None:
         """Close the listening sockets (systemd keeps its own copy of an inherited one); open connections go on."""

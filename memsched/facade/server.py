@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import ssl
 import sys
 import tempfile
 import threading
@@ -32,6 +33,7 @@ from memsched.config.load import Config
 from memsched.errors import UsageError
 from memsched.facade import activation
 from memsched.facade.auth import AuthPolicy, load_token
+from memsched.facade.tls import server_context
 from memsched.facade.listen import ListenAddress, bind, default_address, describe_socket, is_loopback_host, parse_address, resolve_group, socket_is_loopback
 
 if TYPE_CHECKING:
@@ -49,6 +51,8 @@ class ServeOptions:
     listen: str | None = None
     allow_remote: bool | None = None
     token_file: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
     idle_timeout_ms: int | None = None
     drain_timeout_ms: int | None = None
     group: str | None = None
@@ -62,6 +66,7 @@ class ServeSettings:
     address: ListenAddress
     allow_remote: bool
     token: str | None
+    tls: ssl.SSLContext | None  # TCP listeners speak TLS when set
     group_gid: int | None
     idle_timeout_ms: int | None  # None: from the config, applied only when socket-activated
     config_idle_timeout_ms: int
@@ -88,8 +93,16 @@ def resolve_settings(config: Config, scope: str, options: ServeOptions, env: dic
     token_file = options.token_file if options.token_file is not None else str(facade.get("token_file") or "")
     token_what = "--token-file" if options.token_file is not None else "facade.token_file"
     group = options.group if options.group is not None else str(facade.get("group") or "")
+    cert = options.tls_cert if options.tls_cert is not None else str(facade.get("tls_cert_file") or "")
+    key = options.tls_key if options.tls_key is not None else str(facade.get("tls_key_file") or "")
+    cert_what = "--tls-cert" if options.tls_cert is not None else "facade.tls_cert_file"
+    key_what = "--tls-key" if options.tls_key is not None else "facade.tls_key_file"
+    if bool(cert) != bool(key):
+        raise UsageError(f"{key_what if cert else cert_what}: TLS needs both a certificate and its key (--tls-cert and --tls-key)")
     if allow_remote and not token_file:
         raise UsageError("--allow-remote needs --token-file (remote callers must present its bearer token)")
+    if allow_remote and not cert:
+        raise UsageError("--allow-remote needs --tls-cert and --tls-key: the bearer token must not cross the network in clear")
     if address.kind == "tcp":
         check_tcp(str(address), is_loopback_host(address.host), allow_remote, bool(token_file), what)
     token = load_token(token_file, token_what) if token_file else None
@@ -97,6 +110,7 @@ def resolve_settings(config: Config, scope: str, options: ServeOptions, env: dic
         address=address,
         allow_remote=allow_remote,
         token=token,
+        tls=server_context(cert, key, cert_what, key_what) if cert else None,
         group_gid=resolve_group(group, "--group" if options.group is not None else "facade.group") if group else None,
         idle_timeout_ms=options.idle_timeout_ms,
         config_idle_timeout_ms=int(facade.get("idle_timeout", 60_000) or 0),  # type: ignore[call-overload]
@@ -110,7 +124,7 @@ def check_tcp(address: str, loopback: bool, allow_remote: bool, have_token: bool
     if not loopback and not allow_remote:
         raise UsageError(
             f"{what} {address}: not a loopback address; refusing to serve the network without --allow-remote "
-            "(and --token-file)"
+            "(and --token-file, --tls-cert, --tls-key)"
         )
     if not have_token:
         raise UsageError(f"{what} {address}: TCP needs --token-file (callers send its token as 'authorization: Bearer TOKEN')")
@@ -160,7 +174,7 @@ def serve(config: Config, scope: str, options: ServeOptions, env: dict[str, str]
     try:
         tracker = Tracker()
         notifier = activation.Notifier(env)
-        relay = Relay(listeners, upstream)
+        relay = Relay(listeners, upstream, tls=settings.tls)
         policy = AuthPolicy(server_uid=os.geteuid(), group_gid=settings.group_gid, token=settings.token)
         service = FacadeService(config, scope, policy, relay.peer_of, tracker)
         server = grpc.server(
