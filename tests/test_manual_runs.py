@@ -217,3 +217,58 @@ def test_run_wait_gives_up_with_a_clear_error_when_the_manager_stays_away(system
     with pytest.raises(MemschedError, match="while waiting for memsched-steady.service.*Connection reset by peer"):
         run_now(load_config(config_path), "user", "steady", wait=True, timeout=1.5)
     systemd.wait_unit_state("memsched-steady.service", "inactive", timeout=20)
+
+
+def test_queue_a_request_waiting_behind_a_stopped_run_is_reported_lost(systemd: SystemdTestEnv) -> None:
+    """Stopping the unit ends the run in progress and the runs queued behind it: a waiting caller hears so (exit 1)."""
+    import subprocess
+    import sys
+
+    config = write_config(systemd.tmp, {"q": command_job(["/bin/sleep", "20"], cron="0 0 1 1 *", overlap="queue")})
+    install(systemd, config)
+    assert systemd.memsched("run", "q", "--config", str(config)).returncode == 0
+    wait_for(lambda: actual_runs(config, "q"), 15, "the first run to start")
+    waiter = subprocess.Popen([sys.executable, "-m", "memsched", "run", "q", "--wait", "--json", "--config", str(config)],
+                              env=systemd.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    db = config.parent / "registry.db"
+    wait_for(lambda: sqlite3.connect(db).execute("SELECT COUNT(*) FROM run_requests WHERE state = 'pending'").fetchone()[0], 15,
+             "the second request to be recorded")
+    systemd.systemctl("stop", "memsched-q.service")
+    out, err = waiter.communicate(timeout=60)
+    assert waiter.returncode == 1, (waiter.returncode, out, err)
+    assert "did not happen" in err and "stopped before the run queued" in err and "Traceback" not in err
+    (only,) = actual_runs(config, "q")
+    assert only["result"] == "interrupted", "the run in progress was stopped; no queued run started"
+    state = sqlite3.connect(db).execute("SELECT state FROM run_requests ORDER BY id").fetchall()
+    assert [s for (s,) in state] == ["claimed", "lost"]
+
+
+def test_queue_two_requests_during_a_run_are_served_by_one_run_after_it(systemd: SystemdTestEnv) -> None:
+    import subprocess
+    import sys
+
+    command, seconds = _variable_sleep(systemd.tmp)
+    seconds.write_text("8")  # long enough for both callers to be recorded while it runs, however loaded the machine
+    config = write_config(systemd.tmp, {"q": command_job(command, cron="0 0 1 1 *", overlap="queue")})
+    install(systemd, config)
+    assert systemd.memsched("run", "q", "--config", str(config)).returncode == 0
+    first = wait_for(lambda: actual_runs(config, "q"), 15, "the first run to start")[0]
+    waiters = [
+        subprocess.Popen([sys.executable, "-m", "memsched", "run", "q", "--wait", "--json", "--config", str(config)],
+                         env=systemd.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    db = config.parent / "registry.db"
+    wait_for(lambda: sqlite3.connect(db).execute("SELECT COUNT(*) FROM run_requests WHERE state = 'pending'").fetchone()[0] == 2,
+             30, "both requests to be recorded")
+    assert not actual_runs(config, "q")[0]["ended_ms"], "both requests came while the first run was going"
+    seconds.write_text("0.5")
+    answers = []
+    for waiter in waiters:
+        out, err = waiter.communicate(timeout=90)
+        assert waiter.returncode == 0, (out, err)
+        answers.append(json.loads(out))
+    done = actual_runs(config, "q")
+    assert len(done) == 2 and done[0]["id"] == first["id"], done
+    assert {a["run_id"] for a in answers} == {done[1]["id"]}, "both requests came during the first run: one run after it serves both"
+    assert done[1]["started_ms"] >= done[0]["ended_ms"]
