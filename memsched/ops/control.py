@@ -109,9 +109,9 @@ def run_now(
                 request_id = registry.add_request(job.name, who)
         try:
             job_path = manager.start(unit, "replace")
-        except MemschedError as exc:
+        except MemschedError as exc:  # its own exit code stays (permission denied is 4, no manager 3)
             _resolve(config, scope, request_id, "lost", f"systemd did not start {unit}: {exc.message}")
-            raise RunNotStarted(f"the run of {job.name!r} did not start: {exc.message}") from None
+            raise
         outcome = RunOutcome(job.name, unit, wait, request_id=request_id, notes=notes)
         if not wait:
             return outcome
