@@ -308,3 +308,37 @@ def test_completion_knows_the_options(tmp_path: Path) -> None:
     assert {"--next", "--until", "--cancel", "--reason", "--json", "--all"} <= set(complete("memsched skip toc_rollup_day --", env))
     assert {"--for", "--until", "--stop-running"} <= set(complete("memsched pause toc_rollup_day --", env))
     assert complete("memsched skip toc_rollup_w", env) == ["toc_rollup_week"]
+
+
+def test_manual_runs_still_run_during_a_skip_and_an_unreadable_request_lets_the_run_start(systemd: SystemdTestEnv) -> None:
+    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_3S)})
+    install(systemd, config)
+    wait_for(lambda: runs(config, "tick"), 15, "a first run")
+    systemd.memsched("skip", "tick", "--next", "1000", "--config", str(config), check=True)
+    manual = systemd.memsched("run", "tick", "--wait", "--json", "--config", str(config))
+    assert manual.returncode == 0 and json.loads(manual.stdout)["result"] == "success", manual.stdout + manual.stderr
+    wait_for(lambda: skips(config, "tick", "manual-skip"), 15, "a slot skipped")
+
+    # The registry cannot answer the question (here: its table is gone): the timer's start runs, with a warning.
+    db = sqlite3.connect(config.parent / "registry.db")
+    db.execute("DROP TABLE skip_windows")
+    db.commit()
+    db.close()
+    broke_at = int(time.time() * 1000)
+    wait_for(lambda: [r for r in runs(config, "tick") if r["trigger"] == "timer" and r["started_ms"] > broke_at], 15, "a timer run")
+    systemd.wait_journal("SYSLOG_IDENTIFIER=memsched-tick", text="cannot read the skip and pause requests")
+
+
+def test_doctor_finds_a_timed_pause_that_ended_without_a_resume(systemd: SystemdTestEnv) -> None:
+    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_3S)})
+    install(systemd, config)
+    systemd.memsched("pause", "tick", "--for", "2s", "--config", str(config), check=True)
+    systemd.systemctl("stop", "memsched-resume.tick.timer")  # as if the resume had failed
+    time.sleep(2.5)
+    doctor = systemd.memsched("doctor", "--json", "--config", str(config))
+    assert doctor.returncode == 1
+    problems = [f["problem"] for f in json.loads(doctor.stdout)["findings"] if f["job"] == "tick"]
+    assert any("timed pause has ended but the job was not resumed" in p for p in problems), problems
+    systemd.memsched("resume", "tick", "--config", str(config), check=True)
+    doctor = json.loads(systemd.memsched("doctor", "--json", "--config", str(config)).stdout)
+    assert [f for f in doctor["findings"] if f["job"] == "tick"] == []

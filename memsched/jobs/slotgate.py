@@ -44,11 +44,20 @@ def skip_requested(registry: Registry, job: JobConfig, trigger_ms: int | None, l
 
     A timed pause found ended is forgotten here (the start after it runs), so a
     pause whose resume timer was lost with a manager restart still ends on time.
+    When the registry cannot answer (locked past its busy timeout, damaged) the
+    run starts, with a warning in the job's journal.
     """
-    if not registry.has_slot_requests(job.name):
+    import sqlite3
+
+    try:
+        if not registry.has_slot_requests(job.name):
+            return False
+        slot_ms = slot_of_trigger(job, trigger_ms) if trigger_ms else now_ms()
+        decided = registry.decide_slot(job.name, slot_ms, os.environ.get("INVOCATION_ID"))
+    except sqlite3.Error as exc:
+        # As the overlap gate does when it cannot decide: let the run start rather than lose it silently.
+        log.warning(f"cannot read the skip and pause requests ({exc}); letting the run start")
         return False
-    slot_ms = slot_of_trigger(job, trigger_ms) if trigger_ms else now_ms()
-    decided = registry.decide_slot(job.name, slot_ms, os.environ.get("INVOCATION_ID"))
     if decided is None:
         ended = registry.end_timed_pause(job.name, slot_ms)
         if ended is not None:

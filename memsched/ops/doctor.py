@@ -10,7 +10,7 @@ from pathlib import Path
 
 from memsched.config.load import Config
 from memsched.paths import unit_dir as default_unit_dir
-from memsched.registry import open_registry
+from memsched.registry import now_ms, open_registry
 from memsched.systemd.install import plan_install
 from memsched.systemd.manager import ManagerClient
 from memsched.systemd.names import job_of_unit, service_name, timer_name
@@ -75,6 +75,8 @@ def doctor(config: Config, scope: str, unit_dir: Path | None = None) -> list[Fin
                 # A timed pause leaves the timer enabled on purpose (memsched.ops.pause), so it comes back after a reboot.
                 if not enabled:
                     findings.append(Finding(job.name, "paused for a while, but its timer is disabled: it would not come back after a reboot", f"run `memsched pause {job.name} --until ...` again, or `memsched resume {job.name}`"))
+                elif not active and not pause.active(now_ms()):
+                    findings.append(Finding(job.name, "its timed pause has ended but the job was not resumed (the resume timer failed?)", f"run `memsched resume {job.name}`"))
             elif pause is not None and (enabled or active):
                 findings.append(Finding(job.name, "paused, but its timer is enabled or running", f"run `memsched pause {job.name}` again, or `memsched resume {job.name}`"))
             if job.name not in pauses and not enabled:
