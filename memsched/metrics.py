@@ -144,20 +144,48 @@ def render(registry: Registry, jobs: Sequence[JobConfig | str], config: Config |
 def write_textfile(path: Path | str, registry: Registry, jobs: Sequence[JobConfig | str], config: Config | None = None) -> None:
     """Write the metrics to ``path`` atomically (temporary file in the same directory, then rename).
 
+    Writers are serialized by a lock on the directory, taken before the registry is read:
+    two runs ending together each record their result first, so the one that writes
+    last has read both, and an older snapshot never replaces a newer file.
     Raises OSError when the directory or file cannot be written (nothing is left behind).
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    text = render(registry, jobs, config)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    directory = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        _lock(directory)
+        text = render(registry, jobs, config)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    finally:
+        os.close(directory)  # releases the lock
+
+
+def _lock(fd: int, timeout_s: float = 10.0) -> None:
+    """Take an exclusive flock on ``fd``, waiting up to ``timeout_s``; past that write unlocked.
+
+    A writer stuck holding it (it never should: a write takes milliseconds) must not stop
+    the metrics of every later run.
+    """
+    import fcntl
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return
+            time.sleep(0.01)
 
 
 def textfile_path(config: Config) -> str:

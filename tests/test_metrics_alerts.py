@@ -139,3 +139,49 @@ def test_install_units_writes_the_metrics_so_a_job_that_never_runs_is_seen(syste
     assert values[("memsched_job_expected_interval_seconds", nightly)] == 86_400
     assert values[("memsched_job_runs_total", nightly)] == 0
     assert not [n for n in report.get("notes", []) if "metrics" in n]
+
+
+def test_two_writers_interleaved_leave_the_newer_snapshot(tmp_path: Path) -> None:
+    # Writer A reads the registry, then is held up before its rename; writer B records a run and
+    # writes meanwhile. Unserialized, A's older snapshot would replace B's file and hide B's run
+    # (a failed-run alert that a good run had resolved would stay until the next write).
+    import threading
+
+    from memsched.config.load import load_config
+    from memsched.metrics import write_textfile
+    from memsched.registry import Registry
+
+    config = load_config(write_config(tmp_path, {"j": command_job(["/bin/true"])}))
+    textfile = tmp_path / "collector" / "memsched.prom"
+    read, go = threading.Event(), threading.Event()
+
+    class HeldUp(Registry):
+        def pauses(self):  # the last registry read of a render: A has its snapshot, then waits
+            answer = super().pauses()
+            read.set()
+            assert go.wait(30)
+            return answer
+
+    def writer_a() -> None:
+        with HeldUp(tmp_path / "registry.db").open() as registry:
+            write_textfile(textfile, registry, list(config.enabled_jobs.values()), config)
+
+    a = threading.Thread(target=writer_a)
+    a.start()
+    assert read.wait(30)
+    b_done = threading.Event()
+
+    def writer_b() -> None:
+        with Registry(tmp_path / "registry.db").open() as registry:
+            run = registry.start_run("j", trigger="manual")
+            registry.finish_run(run, result="success", exit_code=0)
+            write_textfile(textfile, registry, list(config.enabled_jobs.values()), config)
+        b_done.set()
+
+    b = threading.Thread(target=writer_b)
+    b.start()
+    b_done.wait(2)  # unserialized, B is done by now; serialized, it waits for A
+    go.set()
+    a.join(30)
+    b.join(30)
+    assert metrics(textfile)[("memsched_job_runs_total", (("job_name", "j"),))] == 1, "the newer snapshot is the one left"
