@@ -58,3 +58,20 @@ def test_a_foreign_file_sharing_the_prefix_is_left_alone(systemd: SystemdTestEnv
     assert systemd.memsched("install-units", "--config", str(config)).returncode == 0
     assert systemd.memsched("uninstall-units", "--config", str(config)).returncode == 0
     assert foreign.read_text() == HAND_MADE
+
+
+def test_install_units_force_deletes_a_hand_replaced_unit_of_a_removed_job(systemd: SystemdTestEnv) -> None:
+    """The "delete" plan of install-units (not only uninstall-units) takes --force too, and only then deletes."""
+    jobs = {"alpha": command_job(["/bin/true"], cron="0 * * * *"), "beta": command_job(["/bin/true"], cron="0 * * * *")}
+    assert systemd.memsched("install-units", "--config", str(write_config(systemd.tmp, jobs))).returncode == 0
+    beta = systemd.unit_dir / "memsched-beta.service"
+    beta.write_text(HAND_MADE)
+    del jobs["beta"]
+    config = write_config(systemd.tmp, jobs)
+    assert systemd.memsched("install-units", "--config", str(config)).returncode == 2 and beta.read_text() == HAND_MADE
+    forced = systemd.memsched("install-units", "--config", str(config), "--force", "--json")
+    assert forced.returncode == 0, forced.stderr
+    actions = {u["name"]: u["action"] for u in json.loads(forced.stdout)["units"]}
+    assert actions.get("memsched-beta.service") == "delete", actions
+    assert not beta.exists() and not (systemd.unit_dir / "memsched-beta.timer").exists()
+    assert (systemd.unit_dir / "memsched-alpha.timer").exists()
