@@ -10,7 +10,7 @@ import re
 
 from harness import Machine
 
-BUILTIN = ("toc_rollup_day", "toc_rollup_week", "toc_rollup_month", "toc_rollup_year", "compaction")
+BUILTIN = ("toc_rollup_day", "toc_rollup_week", "toc_rollup_month", "toc_rollup_year", "compaction", "store_verify")
 
 # What `systemctl show` must report for each job's service: the hardening as loaded by PID 1.
 HARDENING = {

@@ -19,7 +19,7 @@ cron = "*/3 * * * * *"
 command = ["/bin/true"]
 accuracy = "1ms"
 """
-BUILTIN = ("toc_rollup_day", "toc_rollup_week", "toc_rollup_month", "toc_rollup_year", "compaction")
+BUILTIN = ("toc_rollup_day", "toc_rollup_week", "toc_rollup_month", "toc_rollup_year", "compaction", "store_verify")
 
 
 def _history(m: Machine) -> list[dict]:
