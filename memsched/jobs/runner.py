@@ -61,6 +61,7 @@ class RunControl:
     started_monotonic: float = field(default_factory=time.monotonic)
     stop_requested: threading.Event = field(default_factory=threading.Event)
     on_stop: list[Callable[[], None]] = field(default_factory=list)
+    on_started: list[Callable[[], None]] = field(default_factory=list)  # called once, when the work has begun
     deadline_ms: float = 0.0
     extended_ms: int = 0
 
@@ -74,6 +75,12 @@ class RunControl:
         """Ask systemd for a whole timeout from now (a queued run in the same activation gets its own budget)."""
         if self.notifier is not None and self.timeout_ms:
             self.notifier.notify(f"EXTEND_TIMEOUT_USEC={self.timeout_ms * 1000}")  # type: ignore[attr-defined]
+
+    def started(self) -> None:
+        """Run the ``on_started`` callbacks (once): the job's work is under way."""
+        callbacks, self.on_started = self.on_started, []
+        for callback in callbacks:
+            callback()
 
     def request_stop(self) -> None:
         self.stop_requested.set()
@@ -150,20 +157,27 @@ def execute(config: Config, job: JobConfig, scope: str, instance: str | None = N
     from memsched.jobs import overlap
 
     started = now_ms()
+    deferred = False
     if instance is not None:
         trigger, trigger_ms = ("timer" if instance.startswith("t-") else "manual"), None
     else:
-        trigger, trigger_ms = trigger_of_start(job, scope, started)
+        trigger, trigger_ms = "unknown", None
+        deferred = True  # asked of the manager only when a decision needs it, else once the work has started
     notifier = _notifier()
     current = [RunControl(notifier=notifier, timeout_ms=job.timeout)]
     signal.signal(signal.SIGTERM, lambda *_: current[0].request_stop())
     signal.signal(signal.SIGINT, lambda *_: current[0].request_stop())
     with open_registry(config, scope) as registry:
+        if deferred and registry.has_slot_requests(job.name):  # a pause or skip: this start's slot decides
+            trigger, trigger_ms = trigger_of_start(job, scope, started)
+            deferred = False
         if trigger == "timer" and instance is None and not overlap.manual_request_waits(registry, job, started):
             if _skip_requested(registry, job, trigger_ms):
                 return EXIT_SUCCESS  # a paused or skipped slot: recorded as skipped, not a run
         registry.close_dead_runs(job.name)  # every policy: a killed concurrent instance is closed too
-        code = _one_run(config, job, scope, registry, current[0], trigger, trigger_ms, instance, started)
+        start = _Start(trigger, trigger_ms, deferred)
+        code = _one_run(config, job, scope, registry, current[0], start, instance, started)
+        trigger, trigger_ms = start.trigger, start.trigger_ms
         if job.overlap != "queue" or instance is not None:
             return code
         served = trigger_ms if trigger == "timer" and trigger_ms else started
@@ -175,7 +189,7 @@ def execute(config: Config, job: JobConfig, scope: str, instance: str | None = N
             served = max(served, trigger_ms or 0)
             current[0] = RunControl(notifier=notifier, timeout_ms=job.timeout)
             current[0].give_full_timeout()
-            next_code = _one_run(config, job, scope, registry, current[0], trigger, trigger_ms, None, now_ms())
+            next_code = _one_run(config, job, scope, registry, current[0], _Start(trigger, trigger_ms), None, now_ms())
             code = code if code != EXIT_SUCCESS else next_code
         if current[0].should_stop():
             waiting = [r.id for r in registry.pending_requests(job.name)]
@@ -183,32 +197,67 @@ def execute(config: Config, job: JobConfig, scope: str, instance: str | None = N
     return code
 
 
+class _Start:
+    """What started a run: ``trigger`` ("timer", "manual", "unknown") and the timer's trigger time.
+
+    ``deferred``: not asked of the manager yet; :meth:`resolve` asks once the work has
+    started, so the D-Bus round trip is not between the slot and the job's first instruction.
+    """
+
+    __slots__ = ("trigger", "trigger_ms", "deferred")
+
+    def __init__(self, trigger: str, trigger_ms: int | None, deferred: bool = False):
+        self.trigger, self.trigger_ms, self.deferred = trigger, trigger_ms, deferred
+
+    def resolve(self, job: JobConfig, scope: str, started: int) -> None:
+        if self.deferred:
+            self.trigger, self.trigger_ms = trigger_of_start(job, scope, started)
+            self.deferred = False
+
+
 def _one_run(
     config: Config, job: JobConfig, scope: str, registry: Registry, control: RunControl,
-    trigger: str, trigger_ms: int | None, instance: str | None, started: int,
+    start: _Start, instance: str | None, started: int,
 ) -> int:
-    """Record one run's start, claim the run requests it serves, do the work, record the end; return its exit code."""
+    """Record one run's start, claim the run requests it serves, do the work, record the end; return its exit code.
+
+    A deferred trigger (``start``) is resolved and recorded right after the work started.
+    """
     run_id = registry.start_run(
         job.name,
-        trigger=trigger,
+        trigger=start.trigger,
         invocation_id=os.environ.get("INVOCATION_ID"),
         instance=instance,
-        slot_ms=trigger_ms,
+        slot_ms=start.trigger_ms,
         started_ms=started,
     )
+    actor: list[str | None] = []
     if instance is None:
         claimed = registry.claim_requests(job.name, run_id, started)
         if claimed:  # someone asked for this start; a timer trigger just before it may be a start the gate refused
             request = registry.get_request(claimed[0])
-            registry.set_trigger(run_id, "manual", trigger_ms, actor=request.actor if request else None)
-            trigger = "manual"
+            actor.append(request.actor if request else None)
+            if not start.deferred:
+                registry.set_trigger(run_id, "manual", start.trigger_ms, actor=actor[0])
+            start.trigger = "manual"
     log = JobLog(job.name, run_id)
-    log.info(f"run {run_id} of {job.name} started ({trigger}{', instance ' + instance if instance else ''})")
-    control.status(f"running {job.kind} job {job.name}")
+
+    def announce() -> None:
+        if start.deferred:
+            start.resolve(job, scope, started)
+            if actor:
+                start.trigger = "manual"
+            registry.set_trigger(run_id, start.trigger, start.trigger_ms, actor=actor[0] if actor else None)
+        log.info(f"run {run_id} of {job.name} started ({start.trigger}{', instance ' + instance if instance else ''})")
+        control.status(f"running {job.kind} job {job.name}")
+
+    control.on_started.append(announce)
     try:
         result = _work(config, job, scope, control, log)
     except Exception as exc:  # the job's own failure: record it, never a bare traceback
         result = WorkResult(ok=False, reason=f"{type(exc).__name__}: {exc}")
+    control.started()  # the work failed before it could say it started
+    trigger, trigger_ms = start.trigger, start.trigger_ms
     if result.interrupted:
         outcome, code = "interrupted", EXIT_INTERRUPTED
     elif result.ok:
@@ -249,7 +298,8 @@ def _write_metrics(config: Config, registry: Registry, log: JobLog) -> None:
 
 def _work(config: Config, job: JobConfig, scope: str, control: RunControl, log: JobLog) -> WorkResult:
     if job.kind == "command":
-        return _run_command(job, control, log)
+        return _run_command(job, control, log)  # says it started once the command runs
+    control.started()
     if job.kind == "rollup":
         return _run_rollup(config, job, scope, control)
     if job.kind == "compaction":
@@ -281,6 +331,12 @@ def _run_command(job: JobConfig, control: RunControl, log: JobLog) -> WorkResult
     control.on_stop.append(forward_stop)
     if control.should_stop():
         forward_stop()
+    try:
+        control.started()  # before the pumps: the "started" line comes before the command's output
+    except Exception:
+        forward_stop()
+        child.wait()
+        raise
     pumps = [
         threading.Thread(target=_pump, args=(child.stdout, log, PRIORITY_INFO), daemon=True),
         threading.Thread(target=_pump, args=(child.stderr, log, PRIORITY_ERR), daemon=True),
