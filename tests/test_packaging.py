@@ -128,11 +128,16 @@ def test_deb_installs_into_a_throwaway_root_and_runs(deb: Path, tmp_path: Path) 
     run_env = {"PATH": SYSTEM_PATH, "PYTHONPATH": str(site), "HOME": str(tmp_path), "MEMSCHED_SCOPE": "system"}
     version = subprocess.run(["/usr/bin/python3", str(root / "usr/bin/memsched"), "--version"], capture_output=True, text=True, env=run_env, cwd=tmp_path)
     assert version.returncode == 0 and "memsched, version 0.1.0" in version.stdout, version.stderr
+    config = root / "etc/memsched/memsched.toml.dpkg-new"  # a conffile, only unpacked: not yet under its own name
+    assert config.exists(), sorted(p.name for p in config.parent.iterdir())
     render = subprocess.run(
-        ["/usr/bin/python3", str(root / "usr/bin/memsched"), "render", "--defaults", "--scope", "system", "--memsched-path", "/usr/bin/memsched"],
+        ["/usr/bin/python3", str(root / "usr/bin/memsched"), "--config", str(config), "render", "--scope", "system", "--memsched-path", "/usr/bin/memsched"],
         capture_output=True, text=True, env=run_env, cwd=tmp_path,
     )
     assert render.returncode == 0, render.stderr
     assert "### memsched-toc_rollup_day.timer" in render.stdout
-    shipped = (root / "usr/lib/systemd/system/memsched-toc_rollup_day.service").read_text()
-    assert shipped in render.stdout, "the package's units are what `memsched render --scope system` gives"
+    rendered = render.stdout.replace(str(config), "/etc/memsched/memsched.toml")
+    for unit in ("memsched-toc_rollup_day.service", "memsched-toc_rollup_day.timer", "memsched-failure@.service"):
+        shipped = (root / "usr/lib/systemd/system" / unit).read_text()
+        assert '"--config" "/etc/memsched/memsched.toml"' in shipped or unit.endswith(".timer"), shipped
+        assert shipped in rendered, f"{unit}: the package's units are what `memsched render --scope system` gives with the shipped config"

@@ -28,7 +28,7 @@ class Finding:
 
 def doctor(config: Config, scope: str, unit_dir: Path | None = None) -> list[Finding]:
     """Return every problem found (empty when all is well). Raises ManagerUnavailable when no manager answers."""
-    from memsched.ops.units import render_context
+    from memsched.ops.units import render_context, shipped_units
     from memsched.systemd.render import render_all
 
     target = unit_dir or default_unit_dir(scope)
@@ -37,14 +37,22 @@ def doctor(config: Config, scope: str, unit_dir: Path | None = None) -> list[Fin
         rendered = render_all(config, render_context(config, scope, manager=manager))
         recorded = {u.name: u for u in registry.installed_units(target)}
         unloaded = manager.needs_reload(sorted({u.name for u in rendered} | set(recorded)))
-        plan = plan_install(rendered, target, scope, list(recorded.values()), unloaded)
+        # The Debian package ships the units in /usr/lib/systemd/system: those count as installed
+        # while they are what the config renders (an override in the target would be a second copy).
+        shipped = shipped_units(manager, rendered, target)
+        plan = plan_install(rendered, target, scope, list(recorded.values()), unloaded, shipped=shipped)
         for path in plan.stale_temps:
             findings.append(Finding(None, f"{path} was left by an install that was killed", "run `memsched install-units` (it removes it)", "warning"))
         for name in sorted(unloaded - {c.name for c in plan.of("reload")}):
             findings.append(Finding(job_of_unit(name), f"{name} changed on disk but the manager has not loaded it", "run `memsched install-units`"))
         for change in plan.changes:
             path = change.path
-            if change.action == "add":
+            if change.action == "add" and change.name in shipped:
+                findings.append(
+                    Finding(change.job, f"{shipped[change.name]} (the package's) is stale against the config",
+                            f"run `memsched install-units` (it installs {path}, which overrides it)")
+                )
+            elif change.action == "add":
                 findings.append(Finding(change.job, f"{change.name} is not installed", "run `memsched install-units`"))
             elif change.action == "conflict":
                 findings.append(Finding(change.job, f"{path} exists but memsched does not own it", "move it away or rename the job"))

@@ -24,6 +24,7 @@ from memsched.systemd.install import (
     refuse_conflicts,
     remove_files,
     remove_stale_temps,
+    shipped_elsewhere,
     write_files,
 )
 from memsched.systemd.manager import ManagerClient
@@ -150,7 +151,7 @@ def install(
             with _locked(target, dry_run):
                 manager = _reading(manager, target, custom_dir)
                 recorded = registry.installed_units(target)
-                plan = plan_install(units, target, scope, recorded, _unloaded(manager, units, recorded), force)
+                plan = plan_install(units, target, scope, recorded, _unloaded(manager, units, recorded), force, shipped_units(manager, units, target))
                 report = InstallReport(plan, applied=False)
                 refuse_conflicts(plan)
                 if dry_run:
@@ -263,6 +264,14 @@ def _start_timers(plan: InstallPlan, report: InstallReport, manager: ManagerClie
         elif timer in changed:
             manager._manager("RestartUnit", "ss", timer.encode(), b"replace")
             report.restarted.append(timer)
+
+
+def shipped_units(manager: ManagerClient | None, units: list[RenderedUnit], target: Path) -> dict[str, Path]:
+    """memsched's unit files the manager reads from a directory after ``target`` (the Debian package's
+    in /usr/lib/systemd/system), by name; empty without a manager."""
+    if manager is None:
+        return {}
+    return shipped_elsewhere([u.name for u in units], target, _unit_paths(manager))
 
 
 def _unit_paths(manager: ManagerClient) -> list[str]:

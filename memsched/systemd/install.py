@@ -116,6 +116,27 @@ def _read(path: Path) -> str | None:
         return path.read_bytes().decode("utf-8", errors="replace")
 
 
+def shipped_elsewhere(names: list[str], unit_dir: Path, search_path: list[str]) -> dict[str, Path]:
+    """Return, of ``names``, the memsched unit files found (with memsched's header) in the directories
+    the manager reads after ``unit_dir`` — the package's units in /usr/lib/systemd/system, which a
+    file in ``unit_dir`` (/etc/systemd/system) would override. Empty when the manager does not read
+    ``unit_dir``. The first directory holding a name wins, as for the manager."""
+    resolved = [os.path.realpath(p) for p in search_path]
+    here = os.path.realpath(unit_dir)
+    if here not in resolved:
+        return {}
+    later = [Path(p) for p in dict.fromkeys(resolved[resolved.index(here) + 1 :])]
+    found: dict[str, Path] = {}
+    for name in names:
+        for directory in later:
+            text = _read(directory / name)
+            if text is not None:
+                if is_owned_text(text):
+                    found[name] = directory / name
+                break
+    return found
+
+
 def plan_install(
     rendered: list[RenderedUnit],
     unit_dir: Path,
@@ -123,22 +144,36 @@ def plan_install(
     recorded: list[InstalledUnit],
     unloaded: set[str] | frozenset[str] = frozenset(),
     force: bool = False,
+    shipped: dict[str, Path] | None = None,
 ) -> InstallPlan:
     """Compare what should be installed with what is on disk, the registry's record and the manager.
 
     ``unloaded`` names units the manager reports as changed on disk since it loaded them
     (NeedDaemonReload). ``force`` plans files without memsched's header as updates and
-    deletions instead of conflicts. Returns the plan; touches nothing.
+    deletions instead of conflicts. ``shipped`` maps unit names to memsched's files in a directory
+    the manager reads after ``unit_dir`` (see :func:`shipped_elsewhere`): a unit missing from
+    ``unit_dir`` whose shipped file is what the config renders is ``unchanged`` (installed by the
+    package, at that path), one whose shipped file differs is an ``add`` that overrides it.
+    Returns the plan; touches nothing.
     """
     plan = InstallPlan(scope, unit_dir)
     record = {u.name: u for u in recorded}
     desired = {u.name: u for u in rendered}
+    shipped = shipped or {}
     for unit in rendered:
         path = unit_dir / unit.name
         current = _read(path)
         known = record.get(unit.name)
-        if current is None:
-            plan.changes.append(Change("add", unit.name, path, unit.job, None, unit.content))
+        elsewhere = shipped.get(unit.name)
+        if current is None and elsewhere is not None and _read(elsewhere) == unit.content:
+            if unit.name in unloaded:
+                note = "changed on disk since the manager loaded it (NeedDaemonReload)"
+                plan.changes.append(Change("reload", unit.name, elsewhere, unit.job, unit.content, unit.content, note))
+            else:
+                plan.changes.append(Change("unchanged", unit.name, elsewhere, unit.job, unit.content, unit.content, f"installed by the package at {elsewhere}"))
+        elif current is None:
+            note = f"overrides {elsewhere}, which the config no longer matches" if elsewhere is not None else ""
+            plan.changes.append(Change("add", unit.name, path, unit.job, None, unit.content, note))
         elif not is_owned_text(current):
             if force:
                 plan.changes.append(Change("update", unit.name, path, unit.job, current, unit.content, f"{NOT_OURS}; overwritten (--force)"))
@@ -278,7 +313,7 @@ def record_plan(plan: InstallPlan, registry: Registry, config_label: str | None)
     installed = [
         InstalledUnit(str(plan.unit_dir), c.name, c.job, sha256(c.new), plan.scope, config_label, now_ms())
         for c in plan.of("add", "update", "reload", "unchanged")
-        if c.new is not None
+        if c.new is not None and c.path.parent == plan.unit_dir  # the package's own files are not ours to record
     ]
     registry.record_installed(installed)
     registry.forget_installed(plan.unit_dir, [c.name for c in plan.of("delete")])

@@ -102,26 +102,39 @@ def _needing_reload(machine: Machine) -> list[str]:
 
 def test_no_unit_needs_daemon_reload_after_install_units_pause_and_resume(machine: Machine) -> None:
     assert _needing_reload(machine) == [], "right after boot"
+    config = "/etc/memsched/memsched.toml"
+    original = machine.run(["cat", config], check=True).stdout
+    changed = '[jobs.toc_rollup_week]\ncron = "0 30 2 * * 0"\n'
+    steps = [
+        (changed, ["memsched", "install-units", "--system", "--json"]),  # writes an override of the package's timer
+        (None, ["memsched", "pause", "toc_rollup_week"]),
+        (None, ["memsched", "resume", "toc_rollup_week"]),
+        (original, ["memsched", "install-units", "--system", "--json"]),  # and back
+    ]
     try:
-        for step in (["memsched", "install-units", "--system", "--json"], ["memsched", "pause", "toc_rollup_week"],
-                     ["memsched", "resume", "toc_rollup_week"], ["memsched", "install-units", "--system", "--json"]):
+        for new_config, step in steps:
+            if new_config is not None:
+                machine.run(["sh", "-c", f"cat > {config}"], input=new_config, check=True)
             out = machine.run(step, timeout=300)
             assert out.returncode == 0, f"{step}: {out.stdout}{out.stderr}"
             assert _needing_reload(machine) == [], f"after {' '.join(step[1:])}"
             status = machine.run(["systemctl", "status", "--no-pager", "memsched-toc_rollup_week.timer"])
             assert "changed on disk" not in status.stdout + status.stderr
+        assert (machine.root / "etc/systemd/system/memsched-toc_rollup_week.timer").exists(), "install-units did write"
         doctor = machine.run(["memsched", "doctor", "--json"])
         assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-        # And if one ever is (a unit file touched behind the manager's back), doctor says so.
-        machine.run("touch -d tomorrow /etc/systemd/system/memsched-toc_rollup_week.timer", check=True)
-        assert _needing_reload(machine) == ["memsched-toc_rollup_week.timer"]
+        # And if one ever is (the package's unit file changed behind the manager's back), doctor says so.
+        machine.run("touch -d tomorrow /usr/lib/systemd/system/memsched-toc_rollup_month.timer", check=True)
+        assert _needing_reload(machine) == ["memsched-toc_rollup_month.timer"]
         doctor = machine.run(["memsched", "doctor", "--json"])
         assert doctor.returncode == 1
-        findings = json.loads(doctor.stdout)
-        assert any("memsched-toc_rollup_week.timer" in f["problem"] and "NeedDaemonReload" in f["problem"] for f in findings["findings"]), findings
+        findings = json.loads(doctor.stdout)["findings"]
+        assert [f["job"] for f in findings] == ["toc_rollup_month"], findings
+        assert "memsched-toc_rollup_month.timer" in findings[0]["problem"] and "NeedDaemonReload" in findings[0]["problem"], findings
     finally:
         # Back to the package's units, enabled as the package leaves them.
+        machine.run(["sh", "-c", f"cat > {config}"], input=original, check=True)
         machine.run(["memsched", "resume", "toc_rollup_week"], timeout=300)
-        machine.run(["memsched", "uninstall-units", "--system", "--json"], timeout=300)
-        machine.run(["systemctl", "daemon-reload"], check=True)
+        machine.run("rm -f /etc/systemd/system/memsched-toc_rollup_week.* && systemctl daemon-reload", check=True)
         machine.run(["systemctl", "enable", "--now", *TIMERS], check=True)
+    assert _needing_reload(machine) == []
