@@ -131,6 +131,12 @@ def install_cmd(unit_dir: str | None, dry_run: bool, no_enable: bool, force: boo
     and start the timers (paused jobs stay stopped). An install that was killed is
     finished by the next one: units written but not loaded are loaded and their
     timers restarted ("to load"), and its temporary files are removed.
+
+    The Debian package's units (/usr/lib/systemd/system) count as installed while
+    they are what the config renders; a changed one is overridden in
+    /etc/systemd/system. System scope refuses (exit 2, nothing changed) an
+    executable, config, store, registry or metrics path that the units' hardening
+    would hide (ProtectHome=, PrivateTmp=) or keep read-only (ProtectSystem=strict).
     """
     ctx = app()
     report = units_ops.install(

@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memsched.config.load import Config
-from memsched.errors import ManagerUnavailable, MemschedError, PermissionDenied
+from memsched.errors import ManagerUnavailable, MemschedError, PermissionDenied, UsageError
 from memsched.systemd.facade_units import apply_facade, facade_unit_vars
+from memsched.paths import SYSTEM_STATE_DIR
 from memsched.paths import unit_dir as default_unit_dir
 from memsched.registry import InstalledUnit, Registry, open_registry
 from memsched.systemd.install import (
@@ -68,6 +69,40 @@ def render_context(
         facade=facade_unit_vars(config, scope),
         api_key_credential=os.path.normpath(key_file) if key_file else "",
     )
+
+
+def _program_paths(argv: tuple[str, ...]) -> list[tuple[str, str]]:
+    """The files the service must reach to run ``argv``: the program, what it resolves to, the
+    interpreter of a script (a virtualenv's python), and this installation's code."""
+    import memsched
+
+    program = argv[0]
+    paths = [("the memsched executable", program), ("the memsched executable", os.path.realpath(program))]
+    try:
+        with open(program, "rb") as fh:
+            first = fh.readline(512)
+        if first.startswith(b"#!"):
+            interpreter = first[2:].decode(errors="replace").split()[0]
+            paths.append(("the interpreter of the memsched executable", interpreter))
+    except (OSError, IndexError):
+        pass
+    paths.append(("memsched's code", os.path.dirname(os.path.realpath(memsched.__file__))))
+    return list(dict.fromkeys(paths))
+
+
+def refuse_hidden_paths(config: Config, ctx: RenderContext) -> None:
+    """Raise :class:`UsageError` (exit 2) naming the path and the setting when the hardening of
+    system-scope units would hide a file the jobs need (ProtectHome=, PrivateTmp=) or keep them
+    from writing one (ProtectSystem=strict): such units would only fail at run time."""
+    from memsched.systemd.hardening import check_paths
+
+    read = _program_paths(ctx.memsched_argv)
+    if config.source is not None:
+        read.append(("the config", str(config.source)))
+    written = list(zip(("store.path", "registry.path", "metrics.textfile"), map(str, _configured_paths(config, "system"))))
+    blocked = check_paths(read, written, str(SYSTEM_STATE_DIR))
+    if blocked:
+        raise UsageError("; ".join(b.message() for b in blocked))
 
 
 def _configured_paths(config: Config, scope: str) -> list[Path]:
@@ -144,7 +179,10 @@ def install(
     """
     target, custom_dir, manager = _target(scope, unit_dir, dry_run)
     try:
-        units = render_all(config, render_context(config, scope, manager=manager))
+        ctx = render_context(config, scope, manager=manager)
+        if scope == "system":
+            refuse_hidden_paths(config, ctx)
+        units = render_all(config, ctx)
         own_registry = registry is None
         registry = registry or open_registry(config, scope)
         try:
