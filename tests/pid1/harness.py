@@ -21,6 +21,7 @@ enforced. ``env -i`` under nsenter because the host's environment would leak in 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import hashlib
 import json
 import os
@@ -55,12 +56,12 @@ class HarnessError(RuntimeError):
     """A step of building, installing or booting a machine failed (the message says which and why)."""
 
 
-def _run(cmd: Sequence[str], *, timeout: float = 900, **kw: object) -> subprocess.CompletedProcess[str]:
-    """Run a host command; return it on success. Raises HarnessError (with its output) on failure."""
+def _run(cmd: Sequence[str], *, timeout: float = 900, check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
+    """Run a host command; return it. Raises HarnessError (with its output) when ``check`` and it fails."""
     env = {"PATH": HOST_PATH, "LANG": "C.UTF-8", "HOME": "/root", "DEBIAN_FRONTEND": "noninteractive"}
     env.update(kw.pop("env", {}) or {})  # type: ignore[arg-type]
     proc = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout, env=env, **kw)  # type: ignore[call-overload]
-    if proc.returncode != 0:
+    if check and proc.returncode != 0:
         raise HarnessError(f"{shlex.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
 
@@ -122,13 +123,22 @@ def release_cgroups(name: str) -> None:
         _rmdir_tree(cg)
 
 
-def _nspawn_offline(root: Path, name: str, *cmd: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    """Run ``cmd`` in ``root`` without booting it (the host's network); return it. Raises HarnessError."""
+def nspawn_offline(root: Path, name: str, *cmd: str, timeout: float = 900, check: bool = True,
+                   binds: Sequence[tuple[Path, str]] = (), cwd: str = "/root", env: dict[str, str] | None = None,
+                   binds_ro: Sequence[tuple[Path, str]] = ()) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` in ``root`` without booting it (with the host's network, a clean environment plus
+    ``env``, as root in ``cwd``), ``binds`` / ``binds_ro`` (host path, path inside) bind-mounted
+    (read-write / read-only); return it.
+
+    Raises HarnessError when ``check`` and it exits non-zero."""
     try:
         return _run(
-        ["systemd-nspawn", "-q", "-D", str(root), "-M", name, "--register=no", "--keep-unit",
-         "env", "-i", f"PATH={GUEST_PATH}", "HOME=/root", "LANG=C.UTF-8", "DEBIAN_FRONTEND=noninteractive", *cmd],
-            timeout=timeout, preexec_fn=lambda: enter_cgroup(name),
+            ["systemd-nspawn", "-q", "-D", str(root), "-M", name, "--register=no", "--keep-unit", "--console=pipe", f"--chdir={cwd}",
+             *(f"--bind={host}:{inside}" for host, inside in binds),
+             *(f"--bind-ro={host}:{inside}" for host, inside in binds_ro),
+             "env", "-i", f"PATH={GUEST_PATH}", "HOME=/root", "LANG=C.UTF-8", "DEBIAN_FRONTEND=noninteractive",
+             *(f"{k}={v}" for k, v in (env or {}).items()), *cmd],
+            timeout=timeout, check=check, preexec_fn=lambda: enter_cgroup(name),
         )
     finally:
         release_cgroups(name)
@@ -141,13 +151,24 @@ def base_root(release: str, extra_packages: Sequence[str] = ()) -> Path:
     Built once (about a minute, ~300 MB) and reused while the key (release, packages) is the same;
     built into a temporary directory and renamed, so a killed build never leaves a half root.
     Raises HarnessError when debootstrap or apt fails."""
+    plain = CACHE / release
+    if not extra_packages and (plain / ".memsched-pid1-complete").exists():
+        return plain
     key = hashlib.sha256(json.dumps([release, MIRROR, BASE_PACKAGES, sorted(extra_packages)]).encode()).hexdigest()[:12]
     root = CACHE / f"{release}-{key}"
     if (root / "etc" / "os-release").exists():
         return root
     CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions at once: one builds, the other waits and reuses
+        return _build_base_root(release, extra_packages, plain, root, key)
+
+
+def _build_base_root(release: str, extra_packages: Sequence[str], plain: Path, root: Path, key: str) -> Path:
+    """Build the cached roots base_root() returns (its lock held); return the one asked for."""
+    if (root / "etc" / "os-release").exists():
+        return root
     # A base root without the extras (the same debootstrap for every dependency list) is kept too.
-    plain = CACHE / release
     if not (plain / ".memsched-pid1-complete").exists():
         tmp = CACHE / f"{release}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
@@ -155,14 +176,15 @@ def base_root(release: str, extra_packages: Sequence[str] = ()) -> Path:
         (tmp / ".memsched-pid1-complete").write_text(release + "\n")
         shutil.rmtree(plain, ignore_errors=True)
         tmp.rename(plain)
+    if not extra_packages:
+        return plain
     tmp = CACHE / f"{release}-{key}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     _run(["cp", "-a", "--reflink=auto", str(plain), str(tmp)])
-    if extra_packages:
-        # On trixie a virtual package (libre2) stops debootstrap's --include: apt resolves it.
-        name = f"pid1-cache-{os.getpid()}"
-        _nspawn_offline(tmp, name, "apt-get", "install", "-y", "--no-install-recommends", *extra_packages)
-        _nspawn_offline(tmp, name, "apt-get", "clean")
+    # On trixie a virtual package (libre2) stops debootstrap's --include: apt resolves it.
+    name = f"pid1-cache-{os.getpid()}"
+    nspawn_offline(tmp, name, "apt-get", "install", "-y", "--no-install-recommends", *extra_packages)
+    nspawn_offline(tmp, name, "apt-get", "clean")
     tmp.rename(root)
     return root
 
@@ -229,8 +251,8 @@ class Machine:
         _run(["cp", "-a", "--reflink=auto", str(base), str(root)])
         shutil.copy(deb, root / "root" / "memsched.deb")
         # Every dependency is in the cached root already: dpkg alone, no network needed.
-        _nspawn_offline(root, name, "dpkg", "-i", "/root/memsched.deb")
-        _nspawn_offline(root, name, "useradd", "--create-home", "--shell", "/bin/sh", "stranger")
+        nspawn_offline(root, name, "dpkg", "-i", "/root/memsched.deb")
+        nspawn_offline(root, name, "useradd", "--create-home", "--shell", "/bin/sh", "stranger")
         return cls(release, name, root)
 
     # -- lifecycle ------------------------------------------------------------------------------
