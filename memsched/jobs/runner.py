@@ -27,8 +27,8 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from memsched.config.load import Config, JobConfig
 from memsched.jobs.joblog import PRIORITY_ERR, PRIORITY_INFO, JobLog

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from memsched.store.models import StoreError
-from memsched.store.sqlite import SqliteStore
+from memsched.store.sqlite import SqliteStore  # light since the store package loads its engine lazily
 
 # store_meta keys
 PASS_STARTED = "verify.pass_started_ms"  # when the pass in progress began (absent: none in progress)
