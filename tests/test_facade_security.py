@@ -134,3 +134,75 @@ def test_a_taken_name_is_skipped_not_fatal(tmp_path: Path, monkeypatch: pytest.M
         relay.close()
         taken.close()
         upstream.close()
+
+
+# Opens as many connections as it can (up to argv[2]) to argv[1] (unix:PATH or tcp:HOST:PORT) and
+# holds them; after a second for the server to shed what it refuses, prints how many are still open.
+HOARDER = textwrap.dedent(
+    """
+    import json, os, resource, socket, sys, time
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    kind, _, where = sys.argv[1].partition(":")
+    held = []
+    for _ in range(int(sys.argv[2])):
+        try:
+            if kind == "unix":
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(where)
+            else:
+                host, _, port = where.rpartition(":")
+                s = socket.create_connection((host, int(port)))
+            held.append(s)
+        except OSError:
+            break
+    time.sleep(1.5)
+    alive = 0
+    for s in held:
+        s.setblocking(False)
+        try:
+            alive += s.recv(1) != b""   # b"": the server closed it
+        except BlockingIOError:
+            alive += 1                   # open, nothing to read
+        except OSError:
+            pass
+    print(json.dumps({"uid": os.getuid(), "opened": len(held), "alive": alive}), flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+@pytest.mark.parametrize("transport", ["unix", "tcp"])
+def test_another_uid_cannot_take_every_connection_slot(systemd: SystemdTestEnv, foreign_user: ForeignUser, transport: str) -> None:
+    """A local user opens more connections than the relay allows in all (1024) and holds them: the
+    others still get in, because one uid may hold only its share (128)."""
+    config = write_config(systemd.tmp, JOBS)
+    install(systemd, config)
+    if transport == "unix":
+        path = short_dir() / "grpc.sock"
+        endpoint, args, token = f"unix:{path}", ["--listen", f"unix:{path}"], None
+    else:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        token_file = short_dir() / "token"
+        token_file.write_text("hoard-test-token-0123456789\n")
+        token_file.chmod(0o600)
+        endpoint, args, token = f"tcp:127.0.0.1:{port}", ["--listen", f"tcp:127.0.0.1:{port}", "--token-file", str(token_file)], "hoard-test-token-0123456789"
+    server = Server(systemd, config, *args)
+    hoarder = None
+    try:
+        server.wait_ready(endpoint, token)
+        if transport == "unix":
+            path.chmod(0o666)  # let the other uid connect at all: the slots are what is tested
+        hoarder = foreign_user.popen(sys.executable, "-c", HOARDER, endpoint, "1100")
+        report = json.loads(hoarder.stdout.readline() or "{}")
+        assert report.get("uid") == foreign_user.uid and report["opened"] > 1024, (report, hoarder.stderr.read() if hoarder.poll() is not None else "")
+        for _ in range(3):
+            with FacadeClient(endpoint, token, timeout=20) as client:
+                assert len(client.status().jobs) == len(JOBS)
+    finally:
+        if hoarder is not None:
+            hoarder.stdin.close()
+            hoarder.wait(30)
+        assert server.stop() == 0, server.output()

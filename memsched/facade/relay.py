@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import ipaddress
+import os
 import secrets
 import socket
 import ssl
@@ -42,6 +44,43 @@ _UCRED = struct.Struct("3i")
 def _random_name() -> str:
     """Return a fresh abstract socket name: the prefix and 128 bits from the OS's CSPRNG."""
     return NAME_PREFIX + secrets.token_hex(16)
+
+
+def _proc_address(text: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    """Decode a /proc/net/tcp{,6} address ("0100007F:1F90": host words in host byte order, port in hex)."""
+    host, _, port = text.partition(":")
+    raw = bytes.fromhex(host)
+    if len(raw) == 4:
+        return _plain(ipaddress.IPv4Address(raw[::-1])), int(port, 16)
+    return _plain(ipaddress.IPv6Address(b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4)))), int(port, 16)
+
+
+def _plain(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    mapped = getattr(ip, "ipv4_mapped", None)
+    return mapped if mapped is not None else ip
+
+
+def tcp_peer_uid(peer: tuple[str, int], local: tuple[str, int]) -> int | None:
+    """Return the uid that owns the TCP socket at ``peer`` connected to our ``local`` address, or None.
+
+    Read from /proc/net/tcp and /proc/net/tcp6 (the kernel lists every socket of the network
+    namespace with its owner): meaningful for loopback peers, which are processes of this machine.
+    """
+    want = ((_plain(ipaddress.ip_address(peer[0].split("%")[0])), peer[1]), (_plain(ipaddress.ip_address(local[0].split("%")[0])), local[1]))
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table) as fh:
+                lines = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            try:
+                if len(fields) > 7 and (_proc_address(fields[1]), _proc_address(fields[2])) == want:
+                    return int(fields[7])
+            except ValueError:
+                continue
+    return None
 
 
 def bind_unpredictable(sock: socket.socket) -> str:
@@ -70,14 +109,30 @@ def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
 class Relay:
     """Accepts on ``listeners`` and relays every connection to the gRPC server at unix ``upstream``.
 
+    At most ``max_connections`` in all, and ``max_per_owner`` per owner: a uid (a unix peer's,
+    or a loopback TCP peer's from /proc/net/tcp) or a remote address. Root and our own uid are
+    limited by the total only.
+
     With ``tls``, TCP connections are TLS, terminated here (unix sockets stay plain).
 
     ``last_activity`` (time.monotonic) moves with every relayed chunk and
     connection; ``connections`` counts open ones.
     """
 
-    def __init__(self, listeners: list[socket.socket], upstream: str, max_connections: int = 1024, tls: ssl.SSLContext | None = None):
+    def __init__(
+        self,
+        listeners: list[socket.socket],
+        upstream: str,
+        max_connections: int = 1024,
+        tls: ssl.SSLContext | None = None,
+        max_per_owner: int = 128,
+    ):
         self._listeners = listeners
+        # One local user (or one remote address) may hold at most max_per_owner connections, so
+        # nobody can take every slot and shut the others out; root and the server's own uid are not limited.
+        self._max_per_owner = max_per_owner
+        self._owners: dict[tuple[str, object], int] = {}
+        self._exempt = {0, os.geteuid()}
         self._tls = tls  # TCP listeners speak TLS with this context (the token must not cross a network in clear)
         self._upstream = upstream
         self._max = max_connections
@@ -161,6 +216,34 @@ class Relay:
         if not grpc_peer.startswith(ABSTRACT_PREFIX):
             return None
         return self._peers.get(grpc_peer[len(ABSTRACT_PREFIX) :])
+
+    def _owner(self, peer: Peer, sock: socket.socket) -> tuple[str, object] | None:
+        """Return who a connection counts against (None: not limited per owner)."""
+        uid = peer.uid
+        if peer.transport == "tcp":
+            host, port = sock.getpeername()[:2]
+            if not _plain(ipaddress.ip_address(host.split("%")[0])).is_loopback:
+                return ("address", host)
+            uid = tcp_peer_uid((host, port), sock.getsockname()[:2])
+            if uid is None:
+                return ("address", host)
+        return None if uid in self._exempt else ("uid", uid)
+
+    def _admit(self, owner: tuple[str, object] | None) -> bool:
+        if owner is None:
+            return True
+        held = self._owners.get(owner, 0)
+        if held >= self._max_per_owner:
+            return False
+        self._owners[owner] = held + 1
+        return True
+
+    def _release(self, owner: tuple[str, object]) -> None:
+        left = self._owners.get(owner, 0) - 1
+        if left > 0:
+            self._owners[owner] = left
+        else:
+            self._owners.pop(owner, None)
 
     @staticmethod
     def _identify(transport: str, sock: socket.socket) -> Peer:
@@ -251,6 +334,7 @@ class _ClientSide(_Side):
         self.kind = kind
         self.name = ""
         self.pair: tuple[asyncio.BaseTransport, ...] = ()
+        self.owner: tuple[str, object] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -261,10 +345,16 @@ class _ClientSide(_Side):
             transport.abort()
             return
         try:
-            peer = relay._identify(self.kind, transport.get_extra_info("socket"))
-        except OSError:
+            sock = transport.get_extra_info("socket")
+            peer = relay._identify(self.kind, sock)
+            owner = relay._owner(peer, sock)
+        except (OSError, ValueError):
             transport.abort()
             return
+        if not relay._admit(owner):
+            transport.abort()  # this uid (or address) holds its share of the connections already
+            return
+        self.owner = owner
         transport.pause_reading()  # nothing to send it to yet  # type: ignore[attr-defined]
         asyncio.get_running_loop().create_task(self._connect(peer))
 
@@ -292,5 +382,8 @@ class _ClientSide(_Side):
         self.transport.resume_reading()
 
     def lost(self) -> None:
+        if self.owner is not None:
+            self.relay._release(self.owner)
+            self.owner = None
         if self.name:
             self.relay._unregister(self.name, self.pair)

@@ -130,6 +130,20 @@ def check_tcp(address: str, loopback: bool, allow_remote: bool, have_token: bool
         raise UsageError(f"{what} {address}: TCP needs --token-file (callers send its token as 'authorization: Bearer TOKEN')")
 
 
+def _raise_file_limit() -> None:
+    """Raise the soft open-files limit to the hard one (systemd's default soft limit is 1024):
+    every relayed connection takes two descriptors, and asyncio needs no select() below 1024."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+        except (ValueError, OSError):
+            pass
+
+
 def _private_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="memsched-grpc-"))  # mode 0700: only our uid (and root) can reach it
 
@@ -151,6 +165,7 @@ def serve(config: Config, scope: str, options: ServeOptions, env: dict[str, str]
 
     env = os.environ if env is None else env
     settings = resolve_settings(config, scope, options, env)
+    _raise_file_limit()
     inherited = activation.listen_fds(env=env)
     for sock in inherited:
         where = describe_socket(sock)
