@@ -272,3 +272,27 @@ def test_queue_two_requests_during_a_run_are_served_by_one_run_after_it(systemd:
     assert len(done) == 2 and done[0]["id"] == first["id"], done
     assert {a["run_id"] for a in answers} == {done[1]["id"]}, "both requests came during the first run: one run after it serves both"
     assert done[1]["started_ms"] >= done[0]["ended_ms"]
+
+
+def test_skip_a_slot_merged_into_a_manual_run_is_skipped_and_expects_no_refire(systemd: SystemdTestEnv) -> None:
+    """The one slot that elapses during a manual run merges into it: recorded as skipped, and no re-fire follows,
+    so the next start (here `systemctl start`) runs instead of being refused as one."""
+    for _attempt in range(3):
+        slot = (datetime.now(timezone.utc) + timedelta(seconds=4)).replace(microsecond=0)
+        config = write_config(systemd.tmp, {"sk": command_job(["/bin/sleep", "4"], cron=_cron_at(slot), overlap="skip")})
+        install(systemd, config)
+        if datetime.now(timezone.utc) < slot - timedelta(seconds=2):
+            break
+    else:
+        raise AssertionError("could not install the job 2 s ahead of its slot three times")
+    slot_ms = int(slot.timestamp() * 1000)
+    proc = systemd.memsched("run", "sk", "--wait", "--config", str(config))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    (manual,) = actual_runs(config, "sk")
+    assert manual["trigger"] == "manual" and manual["started_ms"] < slot_ms < manual["ended_ms"]
+    skips = [r for r in runs(config, "sk") if r["result"] == "skipped"]
+    assert [s["slot_ms"] for s in skips] == [slot_ms] and skips[0]["reason_code"] == "overlap"
+    systemd.wait_unit_state("memsched-sk.service", "inactive")
+    systemd.systemctl("start", "memsched-sk.service")
+    second = wait_for(lambda: actual_runs(config, "sk")[1:], 15, "the next start to run")
+    assert second[0]["result"] == "success", second

@@ -55,11 +55,17 @@ def manual_request_waits(registry: Registry, job: JobConfig, at: int) -> bool:
     return any(r.requested_ms >= at - REQUEST_FRESH_MS for r in registry.pending_requests(job.name))
 
 
-def record_overlapped_slots(registry: Registry, job: JobConfig, started_ms: int, ended_ms: int, log: JobLog) -> int:
+def record_overlapped_slots(
+    registry: Registry, job: JobConfig, started_ms: int, ended_ms: int, log: JobLog, scope: str | None = None
+) -> int:
     """Record every slot that elapsed while a run went as skipped and expect systemd's re-fire (overlap = skip).
 
-    Returns how many slots were recorded. When the calendar cannot be computed nothing is
-    recorded (and no re-fire is expected: the next start runs).
+    systemd re-fires when a slot came after the timer's last trigger: after the slot that
+    started a timer run, or, for a manual run, after the slot whose start was merged into
+    it (that one slot makes no re-fire). With ``scope`` the timer is asked which; without,
+    or when it cannot be asked, a re-fire is expected. Returns how many slots were
+    recorded. When the calendar cannot be computed nothing is recorded (and no re-fire is
+    expected: the next start runs).
     """
     from memsched.systemd.analyze import calendar_next
 
@@ -69,7 +75,7 @@ def record_overlapped_slots(registry: Registry, job: JobConfig, started_ms: int,
     except Exception as exc:  # noqa: BLE001 - accounting must not fail the run it follows
         log.warning(f"cannot compute the slots this run overlapped ({exc}); none recorded as skipped")
         return 0
-    recorded = 0
+    recorded: list[int] = []
     next_slot_ms: int | None = None
     for slot in slots:
         slot_ms = int(slot.timestamp() * 1000)
@@ -82,11 +88,16 @@ def record_overlapped_slots(registry: Registry, job: JobConfig, started_ms: int,
         )
         registry.record_skip(job.name, code="overlap", reason=reason, slot_ms=slot_ms, at_ms=slot_ms)
         log.info(f"skipped: {reason}")
-        recorded += 1
-    if recorded:
+        recorded.append(slot_ms)
+    trigger = last_trigger_ms(job, scope) if recorded and scope is not None else None
+    if trigger is not None and trigger > started_ms:  # a slot's start merged into this run: re-fire only for later slots
+        refire = any(slot_ms > trigger for slot_ms in recorded)
+    else:
+        refire = bool(recorded)
+    if refire:
         lapse = ended_ms + int(job.jitter or 0) + int(job.accuracy or 0) + REFIRE_GRACE_MS
         registry.expect_refire(job.name, after_ms=ended_ms, before_ms=min(next_slot_ms or lapse, lapse))
-    return recorded
+    return len(recorded)
 
 
 def last_trigger_ms(job: JobConfig, scope: str) -> int | None:

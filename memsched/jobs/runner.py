@@ -270,7 +270,7 @@ def _one_run(
         from memsched.jobs.overlap import record_overlapped_slots
 
         # from the timer's trigger: a slot that elapsed while the start was still on its way is overlapped too
-        record_overlapped_slots(registry, job, trigger_ms or started, ended, log)
+        record_overlapped_slots(registry, job, (trigger_ms if trigger == "timer" else None) or started, ended, log, scope)
     _write_metrics(config, registry, log)
     message = f"run {run_id} of {job.name} {outcome} after {(ended - started) / 1000:.3f}s"
     if result.reason:
