@@ -42,6 +42,7 @@ from memsched.config import schema  # noqa: E402
 from memsched.systemd.sandbox import Sandbox  # noqa: E402
 
 POLICIES = ("skip", "queue", "concurrent")
+TARGET_MS = 60.0  # slot -> first work, median, every overlap policy
 
 
 def stamp_command(path: Path) -> list[str]:
@@ -142,6 +143,10 @@ def main() -> None:
             for policy in POLICIES:
                 if policy in medians:
                     print(f"  ratio {policy} / bare: {medians[policy] / medians['bare']:.2f}x")
+        for policy in POLICIES:
+            if policy in medians:
+                verdict = "meets" if medians[policy] <= TARGET_MS else "MISSES"
+                print(f"  {policy:11s} {verdict} the target of {TARGET_MS:.0f} ms median (issue 11)")
     finally:
         box.stop()
 
