@@ -15,8 +15,9 @@ from systemd_env import SystemdTestEnv, wait_for
 from test_units_install import install
 
 
-# Every 3 s: below systemd's default start limit (5 starts in 10 s), which a 1 s calendar hits.
-EVERY_3S = "*/3 * * * * *"
+# Every 2 s: the "1-2 s calendars", with room for a loaded 2-core machine to start each slot in time.
+EVERY_2S = "*/2 * * * * *"
+PERIOD_MS = 2000
 
 
 def rows(config: Path, sql: str, *args: object) -> list[sqlite3.Row]:
@@ -78,7 +79,7 @@ def install_257_units(systemd: SystemdTestEnv, config: Path, job: str) -> None:
 @pytest.mark.parametrize("overlap", ["skip", "skip-257", "queue", "concurrent"])
 def test_skip_next_n_skips_exactly_those_slots_and_the_timer_stays_on(systemd: SystemdTestEnv, overlap: str) -> None:
     policy = overlap.split("-")[0]
-    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_3S, overlap=policy)})
+    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_2S, overlap=policy)})
     if overlap == "skip-257":
         install_257_units(systemd, config, "tick")
     else:
@@ -90,7 +91,7 @@ def test_skip_next_n_skips_exactly_those_slots_and_the_timer_stays_on(systemd: S
     (answer,) = json.loads(proc.stdout)
     slots = answer["slots_ms"]
     assert len(slots) == 3 and slots == sorted(slots) and answer["through_ms"] == slots[-1] and answer["asked_by"]
-    assert slots[1] - slots[0] == 3000 and slots[2] - slots[1] == 3000
+    assert slots[1] - slots[0] == PERIOD_MS and slots[2] - slots[1] == PERIOD_MS
 
     marked = json.loads(systemd.memsched("next", "tick", "-n", "5", "--json", "--config", str(config), check=True).stdout)["times"]
     assert [t["at_ms"] for t in marked if t["not_run"]] == [s for s in slots if s in {t["at_ms"] for t in marked}]
@@ -98,21 +99,21 @@ def test_skip_next_n_skips_exactly_those_slots_and_the_timer_stays_on(systemd: S
     view = status(systemd, config, "tick")
     assert view["skip"]["next_n"] == 3 and view["skip"]["through_ms"] == slots[-1] and view["skip"]["asked_by"] == answer["asked_by"]
 
-    wait_for(lambda: [r for r in runs(config, "tick") if (r["slot_ms"] or r["started_ms"]) >= slots[-1] + 3000], 30, "a run after the skipped slots")
+    wait_for(lambda: [r for r in runs(config, "tick") if (r["slot_ms"] or r["started_ms"]) >= slots[-1] + PERIOD_MS], 30, "a run after the skipped slots")
     assert timer_on(systemd, "tick"), "the timer stays enabled and running"
 
     skipped = skips(config, "tick", "manual-skip")
     assert [r["slot_ms"] for r in skipped] == slots, "each of the three slots recorded once, and no other"
     assert all(r["actor"] == answer["asked_by"] and "maintenance" in r["reason"] for r in skipped)
     assert [f"slot {i} of 3" in r["reason"] for i, r in enumerate(skipped, 1)] == [True] * 3
-    ran_in_window = [r for r in runs(config, "tick") if r["trigger"] == "timer" and slots[0] <= (r["slot_ms"] or r["started_ms"]) < slots[-1] + 3000]
+    ran_in_window = [r for r in runs(config, "tick") if r["trigger"] == "timer" and slots[0] <= (r["slot_ms"] or r["started_ms"]) < slots[-1] + PERIOD_MS]
     assert ran_in_window == [], "no run for a skipped slot"
     view = status(systemd, config, "tick")
     assert view["skip"] is None and view["skip_count"] >= 3 and view["state"] in ("idle", "running")
 
 
 def test_skip_until_then_a_new_request_and_cancel(systemd: SystemdTestEnv) -> None:
-    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_3S)})
+    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_2S)})
     install(systemd, config)
     wait_for(lambda: runs(config, "tick"), 15, "a first run")
     end = (int(time.time()) + 7) * 1000
@@ -171,7 +172,7 @@ def test_bad_input_exits_2_naming_the_option_and_changes_nothing(systemd: System
 
 
 def test_timed_pause_resumes_by_itself_at_its_instant(systemd: SystemdTestEnv) -> None:
-    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_3S)})
+    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_2S)})
     install(systemd, config)
     wait_for(lambda: runs(config, "tick"), 15, "a first run")
     proc = systemd.memsched("pause", "tick", "--for", "7s", "--json", "--config", str(config))
@@ -209,7 +210,7 @@ def _timer_state(systemd: SystemdTestEnv, unit: str) -> str | None:
 
 
 def test_timed_pause_survives_a_manager_restart_and_still_ends_on_time(systemd: SystemdTestEnv) -> None:
-    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_3S)})
+    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_2S)})
     install(systemd, config)
     wait_for(lambda: runs(config, "tick"), 15, "a first run")
     (answer,) = json.loads(systemd.memsched("pause", "tick", "--for", "10s", "--json", "--config", str(config), check=True).stdout)
@@ -231,7 +232,7 @@ def test_timed_pause_survives_a_manager_restart_and_still_ends_on_time(systemd: 
 
 
 def test_resume_cancels_the_timed_resume(systemd: SystemdTestEnv) -> None:
-    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_3S)})
+    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_2S)})
     install(systemd, config)
     wait_for(lambda: runs(config, "tick"), 15, "a first run")
     systemd.memsched("pause", "tick", "--for", "4s", "--config", str(config), check=True)
@@ -252,7 +253,7 @@ def test_pause_job_over_grpc_takes_an_optional_end_and_old_callers_are_unchanged
     from memsched.facade.client import FacadeClient
     from test_facade import Server, short_dir
 
-    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_3S)})
+    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_2S)})
     install(systemd, config)
     path = short_dir() / "grpc.sock"
     server = Server(systemd, config, "--listen", f"unix:{path}", socket_path=path)
@@ -311,7 +312,7 @@ def test_completion_knows_the_options(tmp_path: Path) -> None:
 
 
 def test_manual_runs_still_run_during_a_skip_and_an_unreadable_request_lets_the_run_start(systemd: SystemdTestEnv) -> None:
-    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_3S)})
+    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_2S)})
     install(systemd, config)
     wait_for(lambda: runs(config, "tick"), 15, "a first run")
     systemd.memsched("skip", "tick", "--next", "1000", "--config", str(config), check=True)
@@ -330,7 +331,7 @@ def test_manual_runs_still_run_during_a_skip_and_an_unreadable_request_lets_the_
 
 
 def test_doctor_finds_a_timed_pause_that_ended_without_a_resume(systemd: SystemdTestEnv) -> None:
-    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_3S)})
+    config = write_config(systemd.tmp, {"tick": command_job(["/bin/true"], cron=EVERY_2S)})
     install(systemd, config)
     systemd.memsched("pause", "tick", "--for", "2s", "--config", str(config), check=True)
     systemd.systemctl("stop", "memsched-resume.tick.timer")  # as if the resume had failed

@@ -1,6 +1,7 @@
 """A timed pause across a reboot, on systemd as PID 1 (issue 16): the transient timer that ends the
 pause dies with the boot, the job's timer (left enabled) comes back, its slots before the end are
-recorded as paused and not run, and the first slot after the end runs."""
+recorded as paused and not run, and the first slot after the end runs. Then `skip --next 2` on the
+same machine: on 252 behind the ExecCondition= gate, on 257 with DeferReactivation= and no gate."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ kind = "command"
 cron = "*/3 * * * * *"
 command = ["/bin/true"]
 accuracy = "1ms"
+overlap = "skip"
 """
 BUILTIN = ("toc_rollup_day", "toc_rollup_week", "toc_rollup_month", "toc_rollup_year", "compaction", "store_verify")
 
@@ -60,4 +62,13 @@ def test_a_timed_pause_ends_on_time_across_a_reboot(fresh_machine, release: str)
     assert paused and all(r["slot_ms"] < until and r["actor"] for r in paused), paused
     view = json.loads(m.run(["memsched", "--system", "--config", CONFIG, "status", "tick", "--json"], check=True).stdout)["jobs"][0]
     assert not view["is_paused"] and view["paused_until"] is None
+    assert m.props("memsched-tick.timer", "ActiveState", "UnitFileState") == {"ActiveState": "active", "UnitFileState": "enabled"}
+
+    out = m.run(["memsched", "--system", "--config", CONFIG, "skip", "tick", "--next", "2", "--json"], check=True)
+    (asked,) = json.loads(out.stdout)
+    slots = asked["slots_ms"]
+    wait_for("a run after the skipped slots", lambda: [r for r in _runs(m) if r["started_ms"] >= slots[-1] + 3000], timeout=60)
+    skipped = [r for r in _history(m) if r["result"] == "skipped" and r["reason_code"] == "manual-skip"]
+    assert sorted(r["slot_ms"] for r in skipped) == slots and all(r["actor"] == asked["asked_by"] for r in skipped), (slots, skipped)
+    assert [r for r in _runs(m) if slots[0] <= (r["slot_ms"] or r["started_ms"]) < slots[-1] + 3000] == []
     assert m.props("memsched-tick.timer", "ActiveState", "UnitFileState") == {"ActiveState": "active", "UnitFileState": "enabled"}
