@@ -168,7 +168,7 @@ def execute(config: Config, job: JobConfig, scope: str, instance: str | None = N
     signal.signal(signal.SIGTERM, lambda *_: current[0].request_stop())
     signal.signal(signal.SIGINT, lambda *_: current[0].request_stop())
     with open_registry(config, scope) as registry:
-        if deferred and registry.has_slot_requests(job.name):  # a pause or skip: this start's slot decides
+        if deferred and _may_be_requested(registry, job):  # a pause or skip: this start's slot decides
             trigger, trigger_ms = trigger_of_start(job, scope, started)
             deferred = False
         if trigger == "timer" and instance is None and not overlap.manual_request_waits(registry, job, started):
@@ -278,6 +278,13 @@ def _one_run(
     log.line(message, PRIORITY_INFO if result.ok or result.interrupted else PRIORITY_ERR)
     control.status(f"{outcome}")
     return code
+
+
+def _may_be_requested(registry: Registry, job: JobConfig) -> bool:
+    """Whether a timed pause or `memsched skip` may cover this job's starts (see memsched.jobs.slotgate)."""
+    from memsched.jobs.slotgate import may_be_requested
+
+    return may_be_requested(registry, job)
 
 
 def _skip_requested(registry: Registry, job: JobConfig, trigger_ms: int | None) -> bool:
@@ -451,7 +458,7 @@ def spawn(config: Config, job: JobConfig, scope: str) -> int:
     from memsched.systemd.names import new_instance_name
 
     with open_registry(config, scope) as registry:
-        if registry.has_slot_requests(job.name):  # asked first: the timer is read only when a skip or timed pause exists
+        if _may_be_requested(registry, job):  # asked first: the timer is read only when a skip or timed pause may exist
             trigger, trigger_ms = trigger_of_start(job, scope, now_ms())
             if trigger == "timer" and _skip_requested(registry, job, trigger_ms):
                 return EXIT_SUCCESS

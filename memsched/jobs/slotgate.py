@@ -39,6 +39,19 @@ def slot_of_trigger(job: JobConfig, trigger_ms: int) -> int:
     return max(candidates) if candidates else trigger_ms
 
 
+def may_be_requested(registry: Registry, job: JobConfig) -> bool:
+    """Return whether a skip or timed pause may cover this job's starts (cheap: one query, no manager call).
+
+    True when the registry cannot tell: :func:`skip_requested` then decides (and lets the run start).
+    """
+    import sqlite3
+
+    try:
+        return registry.has_slot_requests(job.name)
+    except sqlite3.Error:
+        return True
+
+
 def skip_requested(registry: Registry, job: JobConfig, trigger_ms: int | None, log: JobLog) -> bool:
     """Return True when this timer start must not run: its slot is paused or skipped (recorded as such, and logged).
 
