@@ -59,5 +59,6 @@ def test_an_unprivileged_system_status_shows_what_it_can_and_says_what_to_do(mac
     assert answer["registry_readable"] is False and answer["scheduler_running"] is True, answer  # type: ignore[index]
     day = next(j for j in answer["jobs"] if j["job_name"] == "toc_rollup_day")  # type: ignore[index]
     assert day["run_count"] is None and day["last_result"] is None and day["next_run_ms"] > 0, day
+    assert day["late"] is None and day["late_after_ms"] is None, "lateness unknown without the registry, not \"not late\""
     history = machine.run(["memsched", "--system", "history", "toc_rollup_day"], user="stranger")
     assert history.returncode == 4 and "permission denied" in history.stderr and "internal error" not in history.stderr, history.stderr
