@@ -92,3 +92,19 @@ def test_another_uid_is_told_the_manager_is_not_theirs(systemd: SystemdTestEnv, 
                                 env=dict(systemd.env, HOME="/nonexistent"))
         assert proc.returncode == 4, (args, proc.returncode, proc.stdout, proc.stderr)
         assert "belongs to another user" in proc.stderr and "internal error" not in proc.stderr, (args, proc.stderr)
+
+
+def test_a_paused_job_is_not_shown_idle_without_the_registry(systemd: SystemdTestEnv, guarded: Path, foreign_user: ForeignUser) -> None:
+    """Whether a stopped timer is a pause is the registry's to say: unread, the state is "stopped", not "idle"."""
+    state = guarded.parent / "state"
+    os.chown(state, 0, 0)
+    for path in state.iterdir():
+        os.chown(path, 0, 0)
+    assert systemd.memsched("pause", "guarded", "--config", str(guarded)).returncode == 0
+    os.chown(state, foreign_user.uid, foreign_user.gid)
+    for path in state.iterdir():
+        os.chown(path, foreign_user.uid, foreign_user.gid)
+    code, out, err = _without_dac(systemd, "status", "--json", "--config", str(guarded))
+    assert code == 4, err
+    (job,) = json.loads(out)["jobs"]
+    assert job["state"] == "stopped" and job["is_paused"] is None and job["next_run_ms"] == 0, job

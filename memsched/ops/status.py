@@ -266,7 +266,12 @@ def read_status(
     now, grace = now_ms(), grace_ms(config)
     for job, status in zip(jobs, statuses):
         if registry_error:
-            continue  # without the registry's last successes lateness is unknown, not "late"
+            # Without the registry lateness is unknown (not "late"), and a pause cannot be told from
+            # a stopped timer: say what systemd shows rather than "idle".
+            timer_state = (props.get(timer_name(job.name)) or {}).get("ActiveState")
+            if status.state == "idle" and timer_state not in _ACTIVE:
+                status.state = "stopped"
+            continue
         status.lateness = lateness(job, grace, now, successes.get(job.name), first_known.get(job.name), status.is_paused)
     return SchedulerStatus(scheduler_running=running, scope=scope, jobs=statuses, manager_version=version, registry_error=registry_error)
 
@@ -293,7 +298,7 @@ def iso_ms(ms: int) -> str | None:
 
 # job_status_dict keys whose values come from the registry
 REGISTRY_KEYS = frozenset({
-    "last_run", "last_run_ms", "last_duration_ms", "last_result", "last_error", "last_exit_code", "last_invocation_id",
+    "is_paused", "last_run", "last_run_ms", "last_duration_ms", "last_result", "last_error", "last_exit_code", "last_invocation_id",
     "last_run_metadata", "run_count", "error_count", "skip_count", "lost_count", "last_skip", "last_skip_result",
     "last_skip_code", "last_skip_reason", "paused_by", "paused_at", "paused_until", "paused_until_ms", "skip", "late",
     "expected_interval_ms", "late_after_ms", "late_at",

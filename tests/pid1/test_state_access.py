@@ -52,7 +52,7 @@ def test_an_unprivileged_system_status_shows_what_it_can_and_says_what_to_do(mac
     assert "internal error" not in text.stderr and "Traceback" not in text.stderr, text.stderr
     assert "sudo memsched --system status" in text.stderr and "--endpoint" in text.stderr, text.stderr
     rows = {line.split()[0]: line.split() for line in text.stdout.splitlines()[1:] if line.strip()}
-    assert "toc_rollup_day" in rows and rows["toc_rollup_day"][1] in ("idle", "running", "paused"), text.stdout
+    assert "toc_rollup_day" in rows and rows["toc_rollup_day"][1] in ("idle", "running", "stopped"), text.stdout
     as_json = machine.run(["memsched", "--system", "status", "--json"], user="stranger")
     assert as_json.returncode == 4, as_json.stderr
     answer = as_json.json()
