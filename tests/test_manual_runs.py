@@ -145,18 +145,21 @@ def _cron_at(moment: datetime) -> str:
 
 def test_queue_runs_a_slot_that_elapsed_during_a_manual_run(systemd: SystemdTestEnv) -> None:
     """A slot that elapses while a manual run goes gets one run right after it (docs/concepts.md)."""
+    command, seconds = _variable_sleep(systemd.tmp)
+    seconds.write_text("9")  # the manual run spans the slot however slowly a loaded machine starts it
     for _attempt in range(3):
-        slot = (datetime.now(timezone.utc) + timedelta(seconds=4)).replace(microsecond=0)
-        config = write_config(systemd.tmp, {"qs": command_job(["/bin/sleep", "4"], cron=_cron_at(slot), overlap="queue")})
+        slot = (datetime.now(timezone.utc) + timedelta(seconds=6)).replace(microsecond=0)
+        config = write_config(systemd.tmp, {"qs": command_job(command, cron=_cron_at(slot), overlap="queue")})
         install(systemd, config)
-        if datetime.now(timezone.utc) < slot - timedelta(seconds=2):
+        if datetime.now(timezone.utc) < slot - timedelta(seconds=4):
             break
     else:
-        raise AssertionError("could not install the job 2 s ahead of its slot three times")
+        raise AssertionError("could not install the job 4 s ahead of its slot three times")
     assert systemd.memsched("run", "qs", "--config", str(config)).returncode == 0
     slot_ms = int(slot.timestamp() * 1000)
     manual = wait_for(lambda: actual_runs(config, "qs"), 15, "the manual run to start")[0]
     assert manual["started_ms"] < slot_ms, "the manual run is under way when the slot elapses"
+    seconds.write_text("0.5")  # the run for the slot may be short
     after = wait_for(lambda: [r for r in actual_runs(config, "qs")[1:] if r["ended_ms"]], 30, "a run for the slot")
     one = actual_runs(config, "qs")[0]
     assert one["trigger"] == "manual" and one["ended_ms"] > slot_ms
@@ -277,14 +280,16 @@ def test_queue_two_requests_during_a_run_are_served_by_one_run_after_it(systemd:
 def test_skip_a_slot_merged_into_a_manual_run_is_skipped_and_expects_no_refire(systemd: SystemdTestEnv) -> None:
     """The one slot that elapses during a manual run merges into it: recorded as skipped, and no re-fire follows,
     so the next start (here `systemctl start`) runs instead of being refused as one."""
+    command, seconds = _variable_sleep(systemd.tmp)
+    seconds.write_text("8")
     for _attempt in range(3):
-        slot = (datetime.now(timezone.utc) + timedelta(seconds=4)).replace(microsecond=0)
-        config = write_config(systemd.tmp, {"sk": command_job(["/bin/sleep", "4"], cron=_cron_at(slot), overlap="skip")})
+        slot = (datetime.now(timezone.utc) + timedelta(seconds=6)).replace(microsecond=0)
+        config = write_config(systemd.tmp, {"sk": command_job(command, cron=_cron_at(slot), overlap="skip")})
         install(systemd, config)
-        if datetime.now(timezone.utc) < slot - timedelta(seconds=2):
+        if datetime.now(timezone.utc) < slot - timedelta(seconds=4):
             break
     else:
-        raise AssertionError("could not install the job 2 s ahead of its slot three times")
+        raise AssertionError("could not install the job 4 s ahead of its slot three times")
     slot_ms = int(slot.timestamp() * 1000)
     proc = systemd.memsched("run", "sk", "--wait", "--config", str(config))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -293,6 +298,7 @@ def test_skip_a_slot_merged_into_a_manual_run_is_skipped_and_expects_no_refire(s
     skips = [r for r in runs(config, "sk") if r["result"] == "skipped"]
     assert [s["slot_ms"] for s in skips] == [slot_ms] and skips[0]["reason_code"] == "overlap"
     systemd.wait_unit_state("memsched-sk.service", "inactive")
+    seconds.write_text("0.2")
     systemd.systemctl("start", "memsched-sk.service")
     second = wait_for(lambda: actual_runs(config, "sk")[1:], 15, "the next start to run")
     assert second[0]["result"] == "success", second
