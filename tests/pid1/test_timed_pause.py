@@ -1,7 +1,8 @@
 """A timed pause across a reboot, on systemd as PID 1 (issue 16): the transient timer that ends the
 pause dies with the boot, the job's timer (left enabled) comes back, its slots before the end are
 recorded as paused and not run, and the first slot after the end runs. Then `skip --next 2` on the
-same machine: on 252 behind the ExecCondition= gate, on 257 with DeferReactivation= and no gate."""
+same machine: on 252 behind the ExecCondition= gate, on 257 with DeferReactivation= and no gate.
+Last, a machine that is off when a timed pause ends: the pause is over at the next boot."""
 
 from __future__ import annotations
 
@@ -72,3 +73,15 @@ def test_a_timed_pause_ends_on_time_across_a_reboot(fresh_machine, release: str)
     assert sorted(r["slot_ms"] for r in skipped) == slots and all(r["actor"] == asked["asked_by"] for r in skipped), (slots, skipped)
     assert [r for r in _runs(m) if slots[0] <= (r["slot_ms"] or r["started_ms"]) < slots[-1] + 3000] == []
     assert m.props("memsched-tick.timer", "ActiveState", "UnitFileState") == {"ActiveState": "active", "UnitFileState": "enabled"}
+
+    # Off when the pause ends: it ends at the next boot, and the first start of that boot runs.
+    out = m.run(["memsched", "--system", "--config", CONFIG, "pause", "tick", "--for", "10s", "--json"], check=True)
+    until = json.loads(out.stdout)[0]["paused_until_ms"]
+    m.poweroff()
+    time.sleep(max(0.0, (until - time.time() * 1000) / 1000 + 2))  # the machine is off past the end
+    m.boot()
+    booted_at = int(time.time() * 1000)
+    wait_for("a run in the boot after the end", lambda: [r for r in _runs(m) if r["started_ms"] >= until], timeout=60)
+    view = json.loads(m.run(["memsched", "--system", "--config", CONFIG, "status", "tick", "--json"], check=True).stdout)["jobs"][0]
+    assert not view["is_paused"] and booted_at > until
+    assert not [r for r in _history(m) if r["result"] == "skipped" and r["reason_code"] == "paused" and r["slot_ms"] >= until]
