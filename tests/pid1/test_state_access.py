@@ -62,3 +62,51 @@ def test_an_unprivileged_system_status_shows_what_it_can_and_says_what_to_do(mac
     assert day["late"] is None and day["late_after_ms"] is None, "lateness unknown without the registry, not \"not late\""
     history = machine.run(["memsched", "--system", "history", "toc_rollup_day"], user="stranger")
     assert history.returncode == 4 and "permission denied" in history.stderr and "internal error" not in history.stderr, history.stderr
+
+
+FAKE_API = r'''
+import http.server, json, sys
+ANSWER = {"title": "Day work", "bullets": ["One thing", "Another thing", "A third thing"], "keywords": ["one", "two", "three"]}
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        with open("/root/seen-authorization", "a") as fh:
+            fh.write(self.headers.get("Authorization", "") + "\n")
+        body = json.dumps({"choices": [{"message": {"content": json.dumps(ANSWER)}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("127.0.0.1", 18080), Handler).serve_forever()
+'''
+
+
+def test_the_api_key_reaches_the_jobs_as_a_credential_and_nothing_else(fresh_machine) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12.5 in system scope: the key is in a root-only file; the rollup, run as memsched under the
+    hardening, sends it (PID 1 hands it over with LoadCredential=), while the memsched user cannot read the file."""
+    m = fresh_machine("bookworm")
+    key = "sk-pid1-credential-0123456789abcdef"
+    (m.root / "root" / "fake_api.py").write_text(FAKE_API)
+    m.run(f"umask 077 && printf '%s\\n' {key} > /etc/memsched/api-key", check=True)
+    m.run(["systemd-run", "--unit=fake-api", "python3", "/root/fake_api.py"], check=True)
+    config = ("[summarizer]\nkind = \"openai\"\napi_key_file = \"/etc/memsched/api-key\"\n"
+              "base_url = \"http://127.0.0.1:18080/v1\"\nretries = 0\n")
+    m.run("cat > /etc/memsched/memsched.toml", input=config, check=True)  # a fresh machine: the built-in jobs, this summarizer
+    ingest = m.run(["memsched", "ingest", "-"], input=_events(), timeout=120)
+    assert ingest.returncode == 0, ingest.stderr
+    installed = m.run(["memsched", "install-units"], timeout=120)
+    assert installed.returncode == 0, (installed.stdout, installed.stderr)
+    unit = m.run(["systemctl", "cat", "memsched-toc_rollup_day.service"], check=True).stdout
+    assert "LoadCredential=memsched-api-key:/etc/memsched/api-key" in unit, unit
+    assert m.run(["cat", "/etc/memsched/api-key"], user="memsched").returncode != 0  # root's 0600 file
+    run = m.run(["memsched", "run", "toc_rollup_day", "--wait"], timeout=300)
+    assert run.returncode == 0, (run.stdout, run.stderr)
+    seen = (m.root / "root" / "seen-authorization").read_text().split("\n")
+    assert f"Bearer {key}" in seen, seen
+    shown = m.run(["memsched", "config", "show"], check=True).stdout
+    assert key not in shown and "api_key_file" in shown
+    journal = m.run(["journalctl", "-b", "--no-pager", "-o", "cat"], check=True).stdout
+    assert key not in journal
