@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -115,18 +114,33 @@ def load_config(path: Path | None) -> Config:
     raw: dict[str, object] = {}
     if path is not None:
         try:
-            raw = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError([("", f"not valid TOML: {exc}")], source=str(path)) from None
+            raw = _decode(path)
         except UnicodeDecodeError:
             raise ConfigError([("", "not valid UTF-8 text")], source=str(path)) from None
         except RecursionError:
             raise ConfigError([("", "not a config: arrays or tables nested too deeply")], source=str(path)) from None
-        except ValueError as exc:  # tomllib lets Python's own refusals through (an integer past 4300 digits)
+        except ValueError as exc:  # tomllib's TOMLDecodeError, and Python's own refusals it lets through (an integer past 4300 digits)
             raise ConfigError([("", f"not valid TOML: {exc}")], source=str(path)) from None
         except OSError as exc:
             raise ConfigError([("", f"cannot read: {exc.strerror}")], source=str(path)) from None
     return parse_config(raw, path)
+
+
+def _decode(path: Path) -> dict[str, object]:
+    """Return the file's decoded TOML table, from the per-user cache when the file is unchanged (memsched.config.rawcache)."""
+    from memsched.config import rawcache
+
+    with open(path, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        table = rawcache.cached(str(path), st)
+        if table is not None:
+            return table
+        text = fh.read().decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # newlines as read_text() reads them
+    import tomllib
+
+    table = tomllib.loads(text)
+    rawcache.store(str(path), st, table)
+    return table
 
 
 def parse_config(raw: dict[str, object], source: Path | None = None) -> Config:
