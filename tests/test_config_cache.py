@@ -33,12 +33,19 @@ def write(path: Path, cron: str) -> None:
     path.write_text(f'[jobs.j]\nkind = "command"\ncommand = ["/bin/true"]\ncron = "{cron}"\n')
 
 
-def test_an_unchanged_file_is_not_parsed_again_and_any_change_is_seen(tmp_path: Path) -> None:
+def test_an_unchanged_file_is_not_parsed_again_and_any_change_is_seen(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     config = tmp_path / "memsched.toml"
     write(config, "0 0 1 * * *")
-    assert probe(config, runtime) == {"tomllib": True, "cron": "0 0 1 * * *"}  # first read: parsed, kept
+    assert probe(config, runtime) == {"tomllib": True, "cron": "0 0 1 * * *"}  # just written: parsed, not kept
+    assert not (runtime / "memsched").exists()
+    aged = config.stat().st_mtime_ns - 5_000_000_000
+    os.utime(config, ns=(aged, aged))  # ctime stays "now": still too fresh
+    assert probe(config, runtime)["tomllib"] is True
+    monkeypatch.setattr(rawcache, "RACY_NS", 0)  # in this process only; the probes below run with the real one
+    rawcache.store(str(config), config.stat(), {"jobs": {"j": {"kind": "command", "command": ["/bin/true"], "cron": "0 0 1 * * *"}}})
     assert probe(config, runtime) == {"tomllib": False, "cron": "0 0 1 * * *"}  # unchanged: from the cache
     cache = next((runtime / "memsched").iterdir())
     assert cache.stat().st_mode & 0o777 == 0o600 and (runtime / "memsched").stat().st_mode & 0o777 == 0o700
@@ -57,6 +64,7 @@ def test_a_cache_others_may_write_is_ignored_and_validation_is_never_skipped(tmp
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     config = tmp_path / "memsched.toml"
     write(config, "0 0 1 * * *")
+    monkeypatch.setattr(rawcache, "RACY_NS", 0)
     load_config(config)
     (cache,) = (runtime / "memsched").iterdir()
     st = config.stat()
@@ -76,6 +84,7 @@ def test_a_file_marshal_cannot_hold_is_parsed_every_time(tmp_path: Path, monkeyp
     runtime.mkdir(mode=0o700)
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
     config = tmp_path / "memsched.toml"
+    monkeypatch.setattr(rawcache, "RACY_NS", 0)
     config.write_text('x = 1979-05-27T07:32:00Z\n[jobs.j]\nkind = "command"\ncommand = ["/bin/true"]\ncron = "0 0 1 * * *"\n')
     with pytest.raises(ConfigError):  # an unknown top-level key: refused whether cached or not
         load_config(config)

@@ -5,6 +5,8 @@ tomllib is a good part of that start. The decoded table of a config file is kept
 marshalled, in ``$XDG_RUNTIME_DIR/memsched/`` (private to the user, on tmpfs, gone at
 logout), keyed by the file's device, inode, size, mtime and ctime: any change to the
 file, even one that keeps its mtime, misses the cache and the file is parsed again.
+A file changed in the last two seconds is not cached at all (two writes within one
+tick of the kernel's file-time clock could otherwise look alike).
 Validation is never cached: the table is checked exactly as if just read.
 
 Where there is no runtime directory (system services) nothing is cached. A cache file
@@ -17,8 +19,12 @@ import hashlib
 import marshal
 import os
 import stat
+import time
 
 _FORMAT = 1
+# File times come from the kernel's coarse clock: two writes of the same size within one tick
+# keep every key field. A file changed less than this long ago is parsed, not cached.
+RACY_NS = 2_000_000_000
 
 
 def _cache_path(path: str, env: dict[str, str] | os._Environ[str]) -> str | None:
@@ -60,8 +66,8 @@ def cached(path: str, st: os.stat_result, env: dict[str, str] | None = None) -> 
 def store(path: str, st: os.stat_result, table: dict[str, object], env: dict[str, str] | None = None) -> None:
     """Keep ``table`` as the decoded form of ``path`` (best effort: any failure leaves no cache)."""
     where = _cache_path(path, os.environ if env is None else env)
-    if where is None:
-        return
+    if where is None or time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) < RACY_NS:
+        return  # written a moment ago: a second write in the same clock tick would keep every key field
     try:
         data = marshal.dumps((_key(st), table))
     except ValueError:  # a TOML date or time: marshal has no type for it; such a file is parsed every time
