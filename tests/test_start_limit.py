@@ -59,7 +59,9 @@ def test_a_slot_lost_to_the_start_limit_is_counted(systemd: SystemdTestEnv) -> N
     # An administrator's drop-in (or an old unit) can still impose a start limit: the slots it
     # refuses are never silent.
     textfile = systemd.tmp / "metrics.prom"
-    config = write_config(systemd.tmp, {"limited": command_job(["/bin/true"])}, extra={"metrics": {"textfile": str(textfile)}})
+    # queue: no gate, so every start the limit counts is a slot (a skip gate's refused re-fire also
+    # uses up the burst; that path is in the closing note of 2026-12-08, not proven here)
+    config = write_config(systemd.tmp, {"limited": command_job(["/bin/true"], overlap="queue")}, extra={"metrics": {"textfile": str(textfile)}})
     dropin = systemd.unit_dir / "memsched-limited.service.d"
     dropin.mkdir(parents=True, exist_ok=True)
     (dropin / "limit.conf").write_text("[Unit]\nStartLimitIntervalSec=1h\nStartLimitBurst=2\n")
