@@ -56,24 +56,9 @@ def effective_document(config: Config) -> dict[str, object]:
     """
     document: dict[str, object] = {}
     for sect in schema.SECTIONS:
-        values = dict(config.settings.get(sect.name, {}))
-        for key in list(values):
-            values[key] = redacted(sect.name, key, values[key])
-        for option in sect.options:
-            # Settings hold milliseconds like job keys do; shown in seconds, the unit a bare
-            # number has in the config file, so that what is shown loads back unchanged.
-            if option.type == "duration" and isinstance(values.get(option.key), int):
-                values[option.key] = _seconds(values[option.key])  # type: ignore[arg-type]
-        document[sect.name] = values
-    for name, values in config.settings.items():
-        document.setdefault(name, dict(values))
-    jobs = {}
-    for name, job in config.jobs.items():
-        values = job.as_dict()
-        for option in schema.JOB_OPTIONS:
-            if option.type == "duration" and isinstance(values.get(option.key), int):
-                values[option.key] = _seconds(int(values[option.key]))  # type: ignore[arg-type]
-        jobs[name] = values
+        values = {key: redacted(sect.name, key, value) for key, value in config.settings.get(sect.name, {}).items()}
+        document[sect.name] = _durations_in_seconds(values, sect.options)
+    jobs = {name: _durations_in_seconds(job.as_dict(), schema.JOB_OPTIONS) for name, job in config.jobs.items()}
     document["jobs"] = jobs
     return document
 
@@ -86,6 +71,18 @@ def effective_toml(config: Config) -> str:
 def loadable(document: dict[str, object]) -> dict[str, object]:
     """Return ``document`` (from :func:`effective_document`) without its unset keys, as a config file holds it."""
     return _drop_none(document)  # type: ignore[return-value]
+
+
+def _durations_in_seconds(values: dict[str, object], options: tuple[schema.Option, ...]) -> dict[str, object]:
+    """Return ``values`` with each duration key's milliseconds shown in seconds.
+
+    Settings and job keys hold milliseconds; shown in seconds, the unit a bare number has in the
+    config file, so that what is shown loads back unchanged.
+    """
+    for option in options:
+        if option.type == "duration" and isinstance(values.get(option.key), int):
+            values[option.key] = _seconds(values[option.key])  # type: ignore[arg-type]
+    return values
 
 
 def _seconds(ms: int) -> int | float:
